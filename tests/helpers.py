@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""Test helpers usable without pytest fixtures: wait_for, unique domain ids, node processes."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+_LOCK_DIR = Path(os.environ.get('HAPO_TEST_LOCK_DIR', '/tmp/hapo-ros-domains'))
+_held_locks: list = []
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float, poll_s: float = 0.02, what: str = 'condition') -> None:
+    """Poll ``cond`` until it is true; raise AssertionError after ``timeout_s`` (monotonic clock)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(poll_s)
+    if cond():
+        return
+    raise AssertionError(f'timed out after {timeout_s:.1f} s waiting for {what}')
+
+
+def unique_domain_id() -> int:
+    """Reserve a ROS_DOMAIN_ID in 1..100 with a file lock held for the life of this process."""
+    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    start = (os.getpid() * 7) % 100
+    for i in range(100):
+        domain = 1 + (start + i) % 100
+        f = open(_LOCK_DIR / f'{domain}.lock', 'w')  # noqa: SIM115 (held open on purpose)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            continue
+        _held_locks.append(f)
+        return domain
+    raise RuntimeError('no free ROS_DOMAIN_ID in 1..100')
+
+
+def _param_arg(value) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, list | tuple):
+        return '[' + ','.join(_param_arg(v) if not isinstance(v, str) else f"'{v}'" for v in value) + ']'
+    return str(value)
+
+
+class NodeProcess:
+    """A node run as ``sys.executable -m module --ros-args`` in its own process group."""
+
+    def __init__(self, module: str, ros_args: list[str], params: dict, log_dir: Path,
+                 name: str | None = None, env: dict | None = None):
+        self.module = module
+        self.name = name or module.rsplit('.', 1)[-1]
+        self.log_path = Path(log_dir) / f'{self.name}.log'
+        args = [sys.executable, '-m', module, '--ros-args', *ros_args]
+        for k, v in params.items():
+            args += ['-p', f'{k}:={_param_arg(v)}']
+        full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+        self._log = open(self.log_path, 'wb')  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+                                     start_new_session=True)
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(errors='replace')
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int = signal.SIGINT) -> None:
+        if self.running():
+            os.killpg(self.proc.pid, sig)
+
+    def wait(self, timeout_s: float) -> int:
+        return self.proc.wait(timeout=timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        """SIGINT, then SIGKILL after ``timeout_s``; returns the exit code."""
+        if self.running():
+            self.signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self._log.close()
+        return self.proc.returncode
