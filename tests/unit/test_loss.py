@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""hapo_loss / bc_loss / sirius_weights against values computed by hand with ``math``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hapo_trainer.algos import ALGOS, get_algo
+from hapo_trainer.loss import adaptive_weights, bc_loss, hapo_loss, kl_reference_point, sirius_weights
+
+
+def sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def t(*v, dtype=torch.float64):
+    return torch.tensor(v, dtype=dtype)
+
+
+def b(*v):
+    return torch.tensor(v, dtype=torch.bool)
+
+
+def test_two_samples_one_per_class_by_hand():
+    # r = [0.5, -1.0]; KL diffs [0.2, -0.4] -> z0 = -0.1; one sample per class -> w = 1 each.
+    loss, m = hapo_loss(t(-1.0, -2.0), t(-1.5, -1.0), t(-3.0, -4.0), t(-3.2, -3.6), t(0.2, 0.4), b(True, False))
+    lam_d, lam_u = 1 - math.exp(-1.0), math.exp(-1.0)
+    expected = lam_d * (1 - sig(0.1 * (0.5 + 0.1))) + lam_u * (1 - sig(0.1 * (-0.1 + 1.0)))
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+    assert m['kl'].item() == pytest.approx(-0.1)
+    assert m['rewards/chosen'].item() == pytest.approx(0.05)
+    assert m['rewards/rejected'].item() == pytest.approx(-0.1)
+    assert m['rewards/margins'].item() == pytest.approx(0.15)
+    assert m['logps/chosen'].item() == pytest.approx(-1.0)
+    assert m['logps/rejected'].item() == pytest.approx(-2.0)
+    assert m['weights/desirable_mean'].item() == pytest.approx(lam_d)
+    assert m['weights/undesirable_mean'].item() == pytest.approx(lam_u)
+
+
+def test_weights_within_class_by_hand():
+    l1 = t(0.1, 0.3, 0.6, 0.2, 0.2)
+    des = b(True, True, True, False, False)
+    lam, w = adaptive_weights(l1, des, beta_d=2.0, beta_u=0.5, gamma=2.0, eps=1e-4)
+    exp_w = [(0.1 + 1e-4) / (1.0 + 1e-4), (0.3 + 1e-4) / (1.0 + 1e-4), (0.6 + 1e-4) / (1.0 + 1e-4),
+             (0.2 + 1e-4) / (0.4 + 1e-4), (0.2 + 1e-4) / (0.4 + 1e-4)]
+    assert w.tolist() == pytest.approx(exp_w)
+    exp_lam = [(1 - math.exp(-2.0 * x)) ** 2 for x in exp_w[:3]] + [math.exp(-0.5 * x) ** 2 for x in exp_w[3:]]
+    assert lam.tolist() == pytest.approx(exp_lam)
+
+
+def test_micro_batch_of_8_weights_match_design_numbers():
+    # DESIGN: 6 desirable + 2 undesirable with equal errors -> lambda_D ~ 1 - exp(-1/6), lambda_U ~ exp(-1/2).
+    des = b(*([True] * 6 + [False] * 2))
+    lam, _ = adaptive_weights(torch.full((8,), 0.3, dtype=torch.float64), des)
+    assert lam[0].item() == pytest.approx(1 - math.exp(-1 / 6), rel=1e-3)
+    assert lam[7].item() == pytest.approx(math.exp(-0.5), rel=1e-3)
+
+
+def test_plain_kto_has_unit_lambdas():
+    args = (t(-1.0, -2.0, -0.5), t(-1.5, -1.0, -0.5), t(-3.0, -4.0, -1.0), t(-3.2, -3.6, -1.0),
+            t(0.2, 0.4, 0.9), b(True, False, True))
+    loss, m = hapo_loss(*args, adaptive=False)
+    z0 = (0.2 - 0.4 + 0.0) / 3
+    expected = (1 - sig(0.1 * (0.5 - z0))) + (1 - sig(0.1 * (z0 + 1.0))) + (1 - sig(0.1 * (0.0 - z0)))
+    assert loss.item() == pytest.approx(expected)
+    assert m['weights/desirable_mean'].item() == 1.0
+
+
+@pytest.mark.parametrize(('kl_diffs', 'clamp', 'expected_z0'), [
+    ((10.0, 12.0), (-5.0, 5.0), 5.0),
+    ((-10.0, -12.0), (-5.0, 5.0), -5.0),
+    ((-1.0, -2.0), (0.0, float('inf')), 0.0),  # TRL's rule: z0 >= 0
+    ((-1.0, -2.0), None, -1.5),
+    ((0.5, 1.5, 4.0), (-5.0, 5.0), 2.0),  # odd batch: plain mean of the rolled pairs
+])
+def test_kl_reference_point_clamp(kl_diffs, clamp, expected_z0):
+    z0, raw = kl_reference_point(t(*kl_diffs), torch.zeros(len(kl_diffs), dtype=torch.float64), clamp)
+    assert z0.item() == pytest.approx(expected_z0)
+    assert raw.item() == pytest.approx(sum(kl_diffs) / len(kl_diffs))
+
+
+def test_batch_size_one_uses_z0_zero():
+    # Regression guard (TRL #2554): with B = 1 the roll pairs a sample with itself; z0 = r would cancel r.
+    loss, m = hapo_loss(t(-1.0), t(-1.2), t(-1.0), t(-1.2), t(0.3), b(True))
+    assert m['kl'].item() == 0.0 and m['kl/defined'].item() == 0.0
+    lam = 1 - math.exp(-1.0)
+    assert loss.item() == pytest.approx(lam * (1 - sig(0.1 * 0.2)))
+
+
+def test_empty_class_contributes_zero_and_nan_metrics():
+    loss, m = hapo_loss(t(-1.0, -2.0), t(-1.0, -2.0), t(-1.0, -2.0), t(-1.0, -2.0), t(0.2, 0.2), b(True, True))
+    w = (0.2 + 1e-4) / (0.4 + 1e-4)
+    assert loss.item() == pytest.approx(2 * (1 - math.exp(-w)) * 0.5)
+    assert math.isnan(m['rewards/rejected'].item()) and math.isnan(m['weights/undesirable_mean'].item())
+
+
+def test_per_class_metrics_with_labels():
+    labels = torch.tensor([1, 2, 0, 1])
+    _, m = hapo_loss(t(-1.0, -2.0, -3.0, -1.0), t(-1.5, -1.5, -2.0, -2.0), t(0, 0, 0, 0), t(0, 0, 0, 0),
+                     t(0.1, 0.1, 0.1, 0.1), labels > 0, labels=labels)
+    assert m['r/c1'].item() == pytest.approx(0.75)
+    assert m['r/c2'].item() == pytest.approx(-0.5)
+    assert m['r/c0'].item() == pytest.approx(-1.0)
+    assert m['batch/n_correction'].item() == 1.0
+    assert m['lambda/c0'].item() == pytest.approx(math.exp(-1.0))
+
+
+def test_gradient_flows_only_to_policy_logps():
+    inputs = [torch.randn(6, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    l1 = torch.rand(6, dtype=torch.float64, requires_grad=True)
+    des = b(True, True, False, True, False, True)
+    loss, metrics = hapo_loss(*inputs, l1, des)
+    loss.backward()
+    assert inputs[0].grad is not None and inputs[0].grad.abs().sum() > 0
+    for other in (*inputs[1:], l1):
+        assert other.grad is None
+    assert all(not v.requires_grad for v in metrics.values())
+
+
+def test_gradient_matches_hand_derivative():
+    # d/dp [lam * (1 - sigma(beta (p - ref - z0)))] = -lam * beta * sigma * (1 - sigma)
+    p = t(-1.0, -2.0).requires_grad_()
+    loss, _ = hapo_loss(p, t(-1.5, -1.0), t(0.0, 0.0), t(0.0, 0.0), t(0.2, 0.4), b(True, False), adaptive=False)
+    loss.backward()
+    s0, s1 = sig(0.1 * 0.5), sig(0.1 * (0.0 + 1.0))
+    assert p.grad.tolist() == pytest.approx([-0.1 * s0 * (1 - s0), 0.1 * s1 * (1 - s1)])
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(AssertionError, match='reference_logps has shape'):
+        hapo_loss(t(1.0, 2.0), t(1.0), t(1.0, 2.0), t(1.0, 2.0), t(1.0, 2.0), b(True, False))
+
+
+def test_bc_loss_masks_and_weights():
+    logps = t(-1.0, -2.0, -3.0, -4.0, -5.0, -6.0).reshape(3, 2).requires_grad_()
+    loss, m = bc_loss(logps, b(True, False, True))
+    assert loss.item() == pytest.approx((1.5 + 5.5) / 2)
+    wts = sirius_weights(torch.tensor([1, 0, 2]), {1: 1.0, 2: 2.0, 0: 0.0})
+    assert wts.tolist() == [1.0, 0.0, 2.0]
+    loss_w, _ = bc_loss(logps, b(True, True, True), wts)
+    assert loss_w.item() == pytest.approx((1.5 + 2 * 5.5) / 3)
+    loss_w.backward()
+    assert logps.grad[1].abs().sum() == 0
+    empty, _ = bc_loss(logps, b(False, False, False))
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_registry():
+    assert set(ALGOS) == {'bc', 'dagger', 'sirius', 'kto', 'hapo'}
+    for algo in ALGOS.values():
+        assert sum(algo.ratios.values()) == pytest.approx(1.0)
+    assert get_algo('hapo').adaptive and not get_algo('kto').adaptive
+    with pytest.raises(ValueError, match='unknown method'):
+        get_algo('dpo')
