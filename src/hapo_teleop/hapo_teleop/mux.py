@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""The intervention mux as a pure state machine: who drives the robot, and what is sent.
+
+Modes: POLICY (policy actions pass through) <-> HUMAN (deadman held: joystick deltas) and
+STOPPED (e-stop, latched until the reset button). Time is an argument (``now_ns``), so tests
+drive it exactly. Fail-safe rules (the failure modes reported for teleop_twist_joy/twist_mux):
+
+- every input is stale until its first message and after its timeout; a Joy message the
+  mapping cannot use counts as absent;
+- a hold command goes out on every hand-back, and on *every* tick while no valid source exists
+  (not once: a lost message must not leave the robot moving);
+- hold = zero motion with the gripper kept at its last executed value (a zero gripper command
+  would half-open a closed gripper and drop the object);
+- a policy action is executed at most once and never for an observation older than one already
+  acted upon (so a slow policy cannot replay an old action after a hand-back).
+
+In ``lockstep`` mode (simulators that step once per command) the human's command is emitted once
+per new observation stamp; otherwise once per control tick.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from hapo_interfaces.enums import ControlSource, EpisodeEvent
+from hapo_interfaces.params import param
+from hapo_interfaces.topics import ACTION_DIM
+from hapo_teleop.joy_mapping import JoyError, JoyInput, JoyMapping
+
+
+class Mode(enum.Enum):
+    POLICY = 'policy'
+    HUMAN = 'human'
+    STOPPED = 'stopped'
+
+
+@dataclass(frozen=True)
+class MuxParams:
+    """Parameters of mux_node (config/deploy.yaml, config/joy/*.yaml)."""
+
+    control_rate_hz: float = param(50.0, 'rate of the timer that handles staleness and human commands',
+                                   unit='Hz', lo=1.0, hi=1000.0, read_only=True)
+    policy_timeout_s: float = param(0.5, 'policy actions older than this are stale: hold is sent instead',
+                                    unit='s', lo=0.01, hi=10.0, read_only=True)
+    joy_timeout_s: float = param(0.5, 'Joy older than this is stale: the human loses control (hand-back)',
+                                 unit='s', lo=0.01, hi=10.0, read_only=True)
+    lockstep: bool = param(True, 'one human command per new observation stamp (lockstep sim); false: one '
+                                 'per tick (real robot)', read_only=True)
+    initial_gripper: float = param(-1.0, 'gripper value held before any command was executed (-1 open)',
+                                   lo=-1.0, hi=1.0, read_only=True)
+    axis_map: list = param([1, 0, 4, -1, -1, 3], 'Joy axis index for x y z roll pitch yaw (-1: unmapped)')
+    axis_scale: list = param([1.0, 1.0, 1.0, 1.0, 1.0, -1.0], 'scale per motion dim (sign flips); '
+                             'the action is a controller input in [-1, 1]')
+    deadzone: float = param(0.1, 'axis magnitude below which input is zero', lo=0.0, hi=0.99)
+    deadman_button: int = param(4, 'held: the human drives (Xbox LB)', lo=0, hi=63, read_only=True)
+    estop_button: int = param(1, 'press: e-stop, latched (Xbox B)', lo=0, hi=63, read_only=True)
+    estop_reset_button: int = param(7, 'press: release a latched e-stop (Xbox start)', lo=0, hi=63,
+                                    read_only=True)
+    gripper_button: int = param(0, 'press while driving: toggle gripper open/closed (Xbox A)', lo=-1, hi=63)
+    success_button: int = param(3, 'press: episode success (Xbox Y)', lo=-1, hi=63)
+    failure_button: int = param(2, 'press: episode failure (Xbox X)', lo=-1, hi=63)
+    next_button: int = param(6, 'press: abort this episode, start the next (Xbox back)', lo=-1, hi=63)
+
+    def mapping(self) -> JoyMapping:
+        return JoyMapping(tuple(int(i) for i in self.axis_map), tuple(float(s) for s in self.axis_scale),
+                          self.deadzone, self.deadman_button, self.estop_button, self.estop_reset_button,
+                          self.gripper_button, self.success_button, self.failure_button, self.next_button)
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    """A policy proposal: the stamp of the observation it answers and the 7-D action."""
+
+    stamp_ns: int
+    action: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One executed command: what goes on ``hapo/cmd``."""
+
+    stamp_ns: int
+    action: tuple[float, ...]
+    source: ControlSource
+
+
+@dataclass
+class Decision:
+    """What one ``step`` call asks the node to publish, in order."""
+
+    commands: list[Command] = field(default_factory=list)
+    events: list[tuple[EpisodeEvent, dict]] = field(default_factory=list)
+    mode: Mode = Mode.POLICY
+
+
+class MuxLogic:
+    """The mux state machine; see the module docstring for the rules."""
+
+    def __init__(self, params: MuxParams):
+        self.p = params
+        self.mapping = params.mapping()
+        self.timeout_policy_ns = int(params.policy_timeout_s * 1e9)
+        self.timeout_joy_ns = int(params.joy_timeout_s * 1e9)
+        self.mode = Mode.POLICY
+        self.latched = False
+        self.policy: PolicyInput | None = None
+        self.policy_recv_ns = 0
+        self.joy: JoyInput | None = None
+        self.joy_recv_ns = 0
+        self.obs_stamp_ns: int | None = None
+        self.acted_stamp_ns = -1  # stamp of the last policy/human command: never act on older
+        self.gripper = float(params.initial_gripper)
+        self.human_gripper = self.gripper
+        self.counts = {'policy_forwarded': 0, 'human_commands': 0, 'hold_commands': 0, 'estop_commands': 0,
+                       'late_policy_actions': 0, 'bad_joy_messages': 0, 'interventions': 0}
+        self.last_joy_error = ''
+
+    def step(self, now_ns: int, policy: PolicyInput | None = None, joy: JoyInput | None = None,
+             obs_stamp_ns: int | None = None, tick: bool = False) -> Decision:
+        """Take the inputs that arrived at ``now_ns`` (any may be None) and decide what to send."""
+        out = Decision()
+        if obs_stamp_ns is not None and (self.obs_stamp_ns is None or obs_stamp_ns > self.obs_stamp_ns):
+            self.obs_stamp_ns = obs_stamp_ns
+        if policy is not None:
+            self._take_policy(now_ns, policy)
+        pressed = self._take_joy(now_ns, joy, out) if joy is not None else set()
+
+        mode = self._mode(now_ns)
+        entering = mode != self.mode
+        if entering:
+            if self.mode is Mode.HUMAN:
+                out.events.append((EpisodeEvent.INTERVENTION_END, {}))
+                self._hold(out, now_ns, ControlSource.NONE)  # hand-back: hold before the policy resumes
+            if mode is Mode.HUMAN:
+                out.events.append((EpisodeEvent.INTERVENTION_START, {}))
+                self.counts['interventions'] += 1
+                self.human_gripper = 1.0 if self.gripper > 0 else -1.0
+            self.mode = mode
+        out.mode = mode
+
+        if mode is Mode.STOPPED:
+            if tick or entering:
+                self._hold(out, now_ns, ControlSource.STOPPED)
+        elif mode is Mode.HUMAN:
+            if self.mapping.gripper_button in pressed:
+                self.human_gripper = -self.human_gripper
+            stamp = self.obs_stamp_ns if self.obs_stamp_ns is not None else now_ns
+            new_obs = stamp > self.acted_stamp_ns
+            if (tick or entering) and (new_obs or not self.p.lockstep):
+                action = (*self.mapping.motion(self.joy), self.human_gripper)
+                self._emit(out, Command(stamp, action, ControlSource.HUMAN))
+                self.counts['human_commands'] += 1
+        elif self._policy_fresh(now_ns):
+            if self.policy.stamp_ns > self.acted_stamp_ns:
+                self._emit(out, Command(self.policy.stamp_ns, self.policy.action, ControlSource.POLICY))
+                self.counts['policy_forwarded'] += 1
+        elif tick and not out.commands:
+            self._hold(out, now_ns, ControlSource.NONE)  # no valid source: hold on every tick
+        return out
+
+    def _take_policy(self, now_ns: int, policy: PolicyInput) -> None:
+        if self.policy is not None and policy.stamp_ns <= self.policy.stamp_ns:
+            self.counts['late_policy_actions'] += 1
+            return
+        self.policy, self.policy_recv_ns = policy, now_ns
+
+    def _take_joy(self, now_ns: int, joy: JoyInput, out: Decision) -> set[int]:
+        """Store a usable Joy; return the buttons that went down since the previous one."""
+        try:
+            self.mapping.check(joy)
+        except JoyError as exc:
+            self.counts['bad_joy_messages'] += 1
+            self.last_joy_error = str(exc)
+            return set()
+        prev = self.joy.buttons if self.joy is not None else ()
+        pressed = {i for i, b in enumerate(joy.buttons) if b and not (i < len(prev) and prev[i])}
+        self.joy, self.joy_recv_ns = joy, now_ns
+        m = self.mapping
+        if m.estop_button in pressed:
+            self.latched = True
+        elif m.estop_reset_button in pressed and self.latched:
+            self.latched = False
+        for button, event, reason in ((m.success_button, EpisodeEvent.SUCCESS, 'operator'),
+                                      (m.failure_button, EpisodeEvent.FAILURE, 'operator'),
+                                      (m.next_button, EpisodeEvent.ABORT, 'next')):
+            if button >= 0 and button in pressed:
+                out.events.append((event, {'reason': reason}))
+        return pressed
+
+    def _mode(self, now_ns: int) -> Mode:
+        if self.latched:
+            return Mode.STOPPED
+        joy_fresh = self.joy is not None and now_ns - self.joy_recv_ns <= self.timeout_joy_ns
+        if joy_fresh and self.mapping.pressed(self.joy, self.mapping.deadman_button):
+            return Mode.HUMAN
+        return Mode.POLICY
+
+    def _policy_fresh(self, now_ns: int) -> bool:
+        return self.policy is not None and now_ns - self.policy_recv_ns <= self.timeout_policy_ns
+
+    def _emit(self, out: Decision, cmd: Command) -> None:
+        out.commands.append(cmd)
+        self.acted_stamp_ns = max(self.acted_stamp_ns, cmd.stamp_ns)
+        self.gripper = cmd.action[-1]
+
+    def _hold(self, out: Decision, now_ns: int, source: ControlSource) -> None:
+        stamp = self.obs_stamp_ns if self.obs_stamp_ns is not None else now_ns
+        out.commands.append(Command(stamp, (0.0,) * (ACTION_DIM - 1) + (self.gripper,), source))
+        self.counts['estop_commands' if source is ControlSource.STOPPED else 'hold_commands'] += 1

@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""MuxLogic transitions and timeouts over virtual time (no ROS, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hapo_interfaces.enums import ControlSource as S
+from hapo_interfaces.enums import EpisodeEvent as E
+from hapo_teleop.joy_mapping import JoyError, JoyMapping, joy_input
+from hapo_teleop.mux import Mode, MuxLogic, MuxParams, PolicyInput
+
+MS = 1_000_000
+A = (0.1, 0.2, 0.3, 0.0, 0.0, 0.0, 1.0)
+B = (-0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def joy(deadman=False, estop=False, reset=False, grip=False, success=False, failure=False, nxt=False,
+        x=0.0, z=0.0, n_axes=8, n_buttons=11):
+    axes = [0.0] * n_axes
+    if n_axes > 4:
+        axes[1], axes[4] = x, z
+    buttons = [0] * n_buttons
+    for idx, on in ((4, deadman), (1, estop), (7, reset), (0, grip), (3, success), (2, failure), (6, nxt)):
+        if on and idx < n_buttons:
+            buttons[idx] = 1
+    return joy_input(axes, buttons)
+
+
+def mux(**kw) -> MuxLogic:
+    return MuxLogic(MuxParams(**kw))
+
+
+def sources(decision):
+    return [c.source for c in decision.commands]
+
+
+def events(decision):
+    return [e for e, _ in decision.events]
+
+
+def test_policy_passes_through_once_with_its_stamp():
+    m = mux()
+    d = m.step(0, policy=PolicyInput(100, A))
+    assert [(c.stamp_ns, c.action, c.source) for c in d.commands] == [(100, A, S.POLICY)]
+    assert m.step(10 * MS, tick=True).commands == []  # already executed: not repeated
+    d = m.step(20 * MS, policy=PolicyInput(90, B))  # older observation than one acted upon
+    assert d.commands == [] and m.counts['late_policy_actions'] == 1
+
+
+def test_stale_until_first_message_then_hold_every_tick():
+    m = mux(policy_timeout_s=0.1)
+    for t in (0, 20, 40):
+        assert sources(m.step(t * MS, tick=True)) == [S.NONE]
+    m.step(50 * MS, policy=PolicyInput(1, A))
+    assert m.step(140 * MS, tick=True).commands == []  # fresh (90 ms)
+    holds = [m.step(t * MS, tick=True) for t in (160, 180, 200)]  # stale after 100 ms: hold on every tick
+    assert all(sources(d) == [S.NONE] for d in holds)
+    assert holds[0].commands[0].action == (0.0,) * 6 + (1.0,)  # zero motion, gripper kept closed
+
+
+@pytest.mark.parametrize(('lockstep', 'expected'), [(True, 1), (False, 3)])
+def test_deadman_takeover_and_handback(lockstep, expected):
+    m = mux(lockstep=lockstep)
+    m.step(0, policy=PolicyInput(10, A), obs_stamp_ns=10)
+    d = m.step(1 * MS, joy=joy(deadman=True, x=1.0), obs_stamp_ns=11)  # the sim stepped: observation 11
+    assert d.mode is Mode.HUMAN and events(d) == [E.INTERVENTION_START]
+    human = d.commands[0]
+    assert human.source is S.HUMAN and human.stamp_ns == 11 and human.action[0] == pytest.approx(1.0)
+    assert human.action[6] == 1.0  # gripper taken over as the policy left it (closed)
+    n = 1 + sum(len(m.step(t * MS, tick=True).commands) for t in (2, 3))  # same observation stamp
+    assert n == expected
+    m.step(4 * MS, policy=PolicyInput(20, B), obs_stamp_ns=20)  # the policy keeps proposing
+    d = m.step(5 * MS, joy=joy(deadman=False))
+    assert events(d) == [E.INTERVENTION_END]
+    assert sources(d) == [S.NONE, S.POLICY]  # hold on hand-back, then the fresh proposal
+    assert d.commands[1].stamp_ns == 20
+
+
+def test_handback_does_not_replay_an_action_for_an_observation_the_human_answered():
+    m = mux()
+    m.step(0, joy=joy(deadman=True), obs_stamp_ns=30)
+    m.step(1 * MS, policy=PolicyInput(30, A))  # late proposal for the observation the human answered
+    d = m.step(2 * MS, joy=joy())
+    assert sources(d) == [S.NONE]
+
+
+def test_joy_goes_stale_while_driving():
+    m = mux(joy_timeout_s=0.1)
+    m.step(0, joy=joy(deadman=True))
+    d = m.step(150 * MS, tick=True)
+    assert events(d) == [E.INTERVENTION_END] and d.mode is Mode.POLICY
+    assert sources(d) == [S.NONE]
+
+
+def test_estop_latches_until_reset():
+    m = mux()
+    m.step(0, policy=PolicyInput(1, A))
+    d = m.step(1 * MS, joy=joy(estop=True))
+    assert d.mode is Mode.STOPPED and sources(d) == [S.STOPPED]
+    m.step(2 * MS, joy=joy())  # released: still latched
+    assert sources(m.step(3 * MS, policy=PolicyInput(2, B))) == []
+    assert sources(m.step(4 * MS, tick=True)) == [S.STOPPED]
+    assert m.step(5 * MS, joy=joy(deadman=True)).mode is Mode.STOPPED  # deadman ignored while stopped
+    d = m.step(6 * MS, joy=joy(reset=True))
+    assert d.mode is Mode.POLICY and sources(d) == [S.POLICY]
+
+
+def test_estop_while_human_ends_the_intervention():
+    m = mux()
+    m.step(0, joy=joy(deadman=True))
+    d = m.step(1 * MS, joy=joy(deadman=True, estop=True))
+    assert events(d) == [E.INTERVENTION_END] and d.mode is Mode.STOPPED
+    assert sources(d) == [S.NONE, S.STOPPED]
+
+
+def test_gripper_toggles_on_press_edges_only():
+    m = mux(lockstep=False)
+    m.step(0, joy=joy(deadman=True))
+    assert m.step(1 * MS, tick=True).commands[0].action[6] == -1.0
+    m.step(2 * MS, joy=joy(deadman=True, grip=True))
+    m.step(3 * MS, joy=joy(deadman=True, grip=True))  # still held: no second toggle
+    assert m.step(4 * MS, tick=True).commands[0].action[6] == 1.0
+
+
+@pytest.mark.parametrize(('kw', 'event', 'reason'), [
+    ({'success': True}, E.SUCCESS, 'operator'), ({'failure': True}, E.FAILURE, 'operator'),
+    ({'nxt': True}, E.ABORT, 'next')])
+def test_episode_buttons(kw, event, reason):
+    m = mux()
+    d = m.step(0, joy=joy(**kw))
+    assert d.events == [(event, {'reason': reason})]
+    assert m.step(1 * MS, joy=joy(**kw)).events == []  # held: one event per press
+
+
+def test_joy_with_too_few_axes_counts_as_absent():
+    m = mux()
+    m.step(0, joy=joy(deadman=True))
+    d = m.step(1 * MS, joy=joy(deadman=True, n_axes=2))
+    assert m.counts['bad_joy_messages'] == 1 and 'needs 5' in m.last_joy_error
+    assert d.mode is Mode.HUMAN  # the last good message is still fresh
+    assert m.step(600 * MS, tick=True).mode is Mode.POLICY  # and goes stale: hand-back
+
+
+def test_deadzone_and_scale():
+    mp = JoyMapping(deadzone=0.2)
+    j = joy(x=0.1, z=-0.6)
+    x, y, z, *_ = mp.motion(j)
+    assert x == 0.0 and y == 0.0 and z == pytest.approx(-0.5)
+    with pytest.raises(JoyError, match='buttons'):
+        mp.check(joy(n_buttons=3))
+    with pytest.raises(ValueError, match='axis_map'):
+        JoyMapping(axis_map=(0, 1))
