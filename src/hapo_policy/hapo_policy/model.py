@@ -1,0 +1,297 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""VlaPolicy: the one class the policy node and the trainer use (checkpoint I/O, predict, log-probs).
+
+A checkpoint is a ``save_pretrained`` directory::
+
+    config.json          model config (model_type 'hapo_tiny_vla', or a foreign VLA such as OpenVLA)
+    model.safetensors    weights; never a pickle
+    action_stats.json    {"q01": [...], "q99": [...], "tokenizer": {"n_bins", "vocab_size", "kind"}}
+    run_config.json      optional: the resolved training config of the run that wrote it
+
+Preprocessing is the chain images -> ``images_to_tensor``, instruction -> ``prompt`` -> ``ByteTokenizer``,
+tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its state is in those files.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from hapo_policy import openvla
+from hapo_policy.errors import CheckpointError
+from hapo_policy.normalization import ActionStats
+from hapo_policy.prompt import ByteTokenizer, prompt
+from hapo_policy.tiny import TinyVla, TinyVlaConfig, images_to_tensor
+from hapo_policy.tokenizer import ActionTokenizer
+
+CONFIG_FILE = 'config.json'
+STATS_FILE = 'action_stats.json'
+RUN_CONFIG_FILE = 'run_config.json'
+WEIGHTS_FILE = 'model.safetensors'
+WEIGHTS_INDEX = 'model.safetensors.index.json'
+PICKLE_FILES = ('pytorch_model.bin', 'pytorch_model.bin.index.json', 'model.pt', 'model.pth', 'training_args.bin')
+
+Sample = tuple[dict[str, np.ndarray], str, np.ndarray | None]  # (images by camera, instruction, proprio)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One greedy decoding: action (A,) float32 raw units, tokens (A,) int64, entropy (A,) float32 nats."""
+
+    action: np.ndarray
+    tokens: np.ndarray
+    entropy: np.ndarray
+
+
+class VlaPolicy:
+    """A VLA with its action statistics and tokenizer; build with ``create`` or ``from_pretrained``."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: ActionTokenizer, policy_id: str, *,
+                 processor: Any = None, source: str = ''):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.policy_id = policy_id
+        self.source = source  # checkpoint path, or '' for a fresh model
+        self._processor = processor  # foreign models only
+        self._text = ByteTokenizer()
+
+    # construction -------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, config: TinyVlaConfig | None = None, stats: ActionStats | None = None,
+               seed: int = 0) -> VlaPolicy:
+        """A fresh, untrained tiny VLA; the same seed gives the same weights."""
+        config = config or TinyVlaConfig()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = TinyVla(config)
+        tokenizer = ActionTokenizer(config.vocab_size, config.n_bins, stats or ActionStats.default(config.action_dim))
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        return cls(model, tokenizer, hashlib.sha256(safetensors_bytes(state)).hexdigest()[:16])
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str = 'cpu', dtype: torch.dtype | None = None,
+                        trust_remote_code: bool = False) -> VlaPolicy:
+        """Load a checkpoint directory; raises CheckpointError naming the path and what is wrong."""
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(path, 'no such directory' if not path.exists() else 'not a directory')
+        for name in (CONFIG_FILE, STATS_FILE):
+            if not (path / name).is_file():
+                raise CheckpointError(path, f'missing {name}' + (
+                    ' (action q01/q99 statistics and tokenizer spec travel with the checkpoint)'
+                    if name == STATS_FILE else ''))
+        weights = _weights_files(path)
+        config = _read_json(path, CONFIG_FILE)
+        body = _read_json(path, STATS_FILE)
+        try:
+            stats = ActionStats.from_json(body)
+            spec = body['tokenizer']
+            n_bins, vocab_size = int(spec['n_bins']), int(spec['vocab_size'])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(path, f'{STATS_FILE} invalid: {exc}') from None
+        tokenizer = ActionTokenizer(vocab_size, n_bins, stats)
+        policy_id = _sha256(weights)
+        if config.get('model_type') != TinyVlaConfig.model_type:
+            model, processor = openvla.load(path, device, dtype, trust_remote_code)
+            return cls(model, tokenizer, policy_id, processor=processor, source=str(path))
+        try:
+            model, info = TinyVla.from_pretrained(path, use_safetensors=True, dtype=dtype or torch.float32,
+                                                  output_loading_info=True)
+        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(path, f'cannot load weights: {str(exc).strip().splitlines()[0]}') from None
+        bad = {k: v for k, v in info.items() if k in ('missing_keys', 'unexpected_keys', 'mismatched_keys') and v}
+        if bad:
+            raise CheckpointError(path, f'weights do not match the config: {_short(bad)}')
+        if (vocab_size, n_bins) != (model.config.vocab_size, model.config.n_bins):
+            raise CheckpointError(path, f'{STATS_FILE} tokenizer (vocab_size={vocab_size}, n_bins={n_bins}) differs '
+                                        f'from {CONFIG_FILE} ({model.config.vocab_size}, {model.config.n_bins})')
+        if stats.dim != model.config.action_dim:
+            raise CheckpointError(path, f'{STATS_FILE} has {stats.dim} dims, model has {model.config.action_dim}')
+        return cls(model.to(device), tokenizer, policy_id, source=str(path))
+
+    def save_pretrained(self, path: str | os.PathLike, run_config: dict[str, Any] | None = None) -> Path:
+        """Write a checkpoint atomically (temp dir + rename); an existing checkpoint is replaced, any other
+        non-empty path is refused."""
+        path = Path(path)
+        if self.foreign:
+            raise CheckpointError(path, 'saving a foreign (non hapo_tiny_vla) model is not supported')
+        if path.exists() and not (path.is_dir() and (_is_checkpoint(path) or not any(path.iterdir()))):
+            raise CheckpointError(path, 'exists and is not a checkpoint directory; refusing to overwrite')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
+        try:
+            self.model.save_pretrained(tmp)
+            body = {**self.stats.to_json(), 'tokenizer': self.tokenizer.spec()}
+            (tmp / STATS_FILE).write_text(json.dumps(body, indent=2) + '\n')
+            if run_config is not None:
+                (tmp / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2, sort_keys=True, default=str) + '\n')
+            if path.exists():
+                old = path.with_name(f'.{path.name}.old-{os.getpid()}')
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    # properties ---------------------------------------------------------------------------------
+    @property
+    def foreign(self) -> bool:
+        return self._processor is not None
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def stats(self) -> ActionStats:
+        return self.tokenizer.stats
+
+    @property
+    def camera_names(self) -> list[str]:
+        return list(getattr(self.config, 'camera_names', ['primary']))
+
+    @property
+    def proprio_dim(self) -> int:
+        return int(getattr(self.config, 'proprio_dim', 0))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # inference ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict(self, images: dict[str, np.ndarray], instruction: str,
+                proprio: np.ndarray | None = None) -> Prediction:
+        """Greedy action for one observation; raises ValueError on a missing camera or proprio."""
+        if self.foreign:
+            cam = self.camera_names[0]
+            tokens, entropy = openvla.predict(self.model, self._processor, _image(images, cam), prompt(instruction),
+                                              self.tokenizer.vocab_size, self.tokenizer.n_bins)
+            action = openvla.decode(tokens, self.tokenizer.vocab_size, self.stats, self.tokenizer.n_bins)
+            return Prediction(action.astype(np.float32), tokens.astype(np.int64), entropy.astype(np.float32))
+        batch = self.encode_batch([(images, instruction, proprio)])
+        tokens, entropy = self.model.generate_actions(**batch)  # (1, A), (1, A)
+        tokens = tokens[0].cpu().numpy()
+        return Prediction(self.tokenizer.decode(tokens).astype(np.float32), tokens,
+                          entropy[0].float().cpu().numpy())
+
+    # training API -------------------------------------------------------------------------------
+    def encode_batch(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """B samples -> {'images': {cam: (B, 3, S, S) float in [0, 1]}, 'proprio': (B, P) | None,
+        'text_ids': (B, L) long (left-padded), 'text_mask': (B, L) long} on the model's device."""
+        if not samples:
+            raise ValueError('encode_batch needs at least one sample')
+        if self.foreign:
+            raise NotImplementedError('batched training of a foreign checkpoint is not supported by VlaPolicy')
+        cfg, device = self.config, self.device
+        dtype = next(self.model.parameters()).dtype
+        images = {}
+        for cam in cfg.camera_names:
+            arrays = [_image(s[0], cam) for s in samples]
+            if len({a.shape for a in arrays}) == 1:
+                x = images_to_tensor(arrays, cfg.image_size)  # (B, 3, S, S)
+            else:
+                x = torch.cat([images_to_tensor([a], cfg.image_size) for a in arrays])  # (B, 3, S, S)
+            images[cam] = x.to(device=device, dtype=dtype)
+        proprio = None
+        if cfg.proprio_dim > 0:
+            rows = []
+            for s in samples:
+                p = None if s[2] is None else np.asarray(s[2], dtype=np.float32).reshape(-1)
+                if p is None or p.shape[0] < cfg.proprio_dim:
+                    got = 'none' if p is None else p.shape[0]
+                    raise ValueError(f'proprio needs {cfg.proprio_dim} values (joint positions), got {got}')
+                rows.append(p[:cfg.proprio_dim])
+            proprio = torch.from_numpy(np.stack(rows)).to(device=device, dtype=dtype)  # (B, P)
+        ids = [self._text_ids(s[1]) for s in samples]
+        length = max(len(i) for i in ids)
+        text_ids = torch.full((len(ids), length), ByteTokenizer.PAD, dtype=torch.long)  # (B, L)
+        text_mask = torch.zeros((len(ids), length), dtype=torch.long)  # (B, L)
+        for row, seq in enumerate(ids):
+            text_ids[row, length - len(seq):] = torch.tensor(seq)
+            text_mask[row, length - len(seq):] = 1
+        return {'images': images, 'proprio': proprio, 'text_ids': text_ids.to(device),
+                'text_mask': text_mask.to(device)}
+
+    def action_logprobs(self, batch: dict[str, Any], action_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced log p of the given action ids (B, A) and the argmax ids (B, A), both over the
+        ``n_bins`` action ids only (the same distribution ``predict`` decodes from). Gradients flow."""
+        a = self.config.action_dim
+        assert action_tokens.ndim == 2 and action_tokens.shape[1] == a, f'action_tokens must be (B, {a})'
+        logits = self.model(**batch, action_tokens=action_tokens)  # (B, A, n_bins)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, A, n_bins)
+        bins = (action_tokens - self.tokenizer.first_id).unsqueeze(-1)  # (B, A, 1)
+        token_logp = logp.gather(-1, bins).squeeze(-1)  # (B, A)
+        return token_logp, logits.argmax(-1) + self.tokenizer.first_id  # (B, A), (B, A)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (instructions repeat every step; the policy lives as long)
+    def _text_ids(self, instruction: str) -> tuple[int, ...]:
+        return tuple(self._text.encode(prompt(instruction), self.config.max_text_len))
+
+
+def _image(images: dict[str, np.ndarray], cam: str) -> np.ndarray:
+    if cam not in images:
+        raise ValueError(f'camera {cam!r} missing from the observation (have {sorted(images)})')
+    img = np.asarray(images[cam])
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f'camera {cam!r}: expected (H, W, 3) uint8, got {img.shape} {img.dtype}')
+    return img
+
+
+def _is_checkpoint(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() and (path / STATS_FILE).is_file()
+
+
+def _weights_files(path: Path) -> list[Path]:
+    if (path / WEIGHTS_FILE).is_file():
+        return [path / WEIGHTS_FILE]
+    if (path / WEIGHTS_INDEX).is_file():
+        return sorted(path.glob('model-*.safetensors'))
+    pickles = [n for n in PICKLE_FILES if (path / n).exists()]
+    if pickles:
+        raise CheckpointError(path, f'only pickle weights ({", ".join(pickles)}); refusing to unpickle, '
+                                    'convert them to model.safetensors')
+    raise CheckpointError(path, f'missing {WEIGHTS_FILE}')
+
+
+def _read_json(path: Path, name: str) -> dict[str, Any]:
+    try:
+        body = json.loads((path / name).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(path, f'{name} unreadable: {exc}') from None
+    if not isinstance(body, dict):
+        raise CheckpointError(path, f'{name} is not a JSON object')
+    return body
+
+
+def _sha256(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        with f.open('rb') as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b''):  # noqa: B023 (fh bound per file)
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _short(bad: dict[str, Any]) -> str:
+    return '; '.join(f'{k} {sorted(map(str, v))[:3]}{"..." if len(v) > 3 else ""}' for k, v in bad.items())
