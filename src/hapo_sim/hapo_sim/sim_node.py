@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""Simulated robot node: publishes camera images + joint/object states, executes ``hapo/cmd``.
+
+    python -m hapo_sim.sim_node --ros-args -p task:=lift -p cameras:="['agentview','robot0_eye_in_hand']"
+
+Published: ``camera/<name>/image_raw`` (rgb8, sensor data QoS), ``robot/joint_states`` and
+``robot/object_state`` (JointState, reliable depth 10, same stamp as the images), ``hapo/instruction``
+(transient local), ``hapo/episode`` (reliable depth 50; START/SUCCESS/FAILURE/ABORT, origin 'sim').
+Subscribed: ``hapo/cmd`` (records.read_step), ``hapo/episode`` (terminal events of other origins end
+the episode). Service ``sim/reset`` (std_srvs/Trigger). Stepping rules: see ``stepping.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from hapo_interfaces import topics
+from hapo_interfaces.enums import EpisodeEvent
+from hapo_interfaces.images import fill_image
+from hapo_interfaces.params import ParamError, param
+from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, encode_event, read_step
+from hapo_interfaces.ros_params import declare
+from hapo_interfaces.stamps import fill
+from hapo_sim.env import DEFAULT_INSTRUCTIONS, TASKS, SimEnv, SimError, flatten_state, task_key
+from hapo_sim.stepping import Episodes, LatestCommand, Lockstep, StampClock, Verdict
+
+ORIGIN = 'sim'
+
+
+@dataclass(frozen=True)
+class SimParams:
+    task: str = param('lift', 'task to simulate', choices=(*TASKS, *TASKS.values()), read_only=True)
+    cameras: list[str] = param(['agentview'], 'cameras to render, e.g. robot0_eye_in_hand', read_only=True)
+    image_size: int = param(128, 'square image side', unit='px', lo=8, hi=1024, read_only=True)
+    seed: int = param(0, 'seed of episode 0; episode i uses seed + i', lo=0, hi=2**31 - 1, read_only=True)
+    mode: str = param('lockstep', 'lockstep: one step per answered observation; realtime: timer',
+                      choices=('lockstep', 'realtime'), read_only=True)
+    control_rate_hz: float = param(20.0, 'control rate (sim time per step; timer rate in realtime)',
+                                   unit='Hz', lo=1.0, hi=500.0, read_only=True)
+    horizon: int = param(200, 'steps per episode before FAILURE (reason horizon)', lo=1, hi=10**6)
+    instruction: str = param('', 'task instruction; empty = the task default (e.g. lift the cube)')
+    auto_reset: bool = param(True, 'start the next episode after success/failure')
+    max_episodes: int = param(0, 'stop (stay idle) after this many episodes; 0 = unlimited', lo=0, hi=10**9)
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('sim', **kwargs)
+        p = self.p = declare(self, SimParams)
+        self.env = SimEnv(p.task, p.cameras, p.image_size, seed=p.seed, control_freq=p.control_rate_hz,
+                          horizon=p.horizon)
+        self.instruction = p.instruction or DEFAULT_INSTRUCTIONS[task_key(p.task)]
+        period_ns = int(1e9 / p.control_rate_hz)
+        self.lockstep, self.latest, self.clock = Lockstep(), LatestCommand(period_ns), StampClock()
+        self.episodes = Episodes(p.seed, p.horizon, p.max_episodes, p.auto_reset)
+        self.bad_cmd = 0
+        # Images: sensor data (best effort, latest wins). States: reliable, the recorder wants every one.
+        self.pub_img = {c: self.create_publisher(Image, topics.camera_topic(c), qos_profile_sensor_data)
+                        for c in p.cameras}
+        self.pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, 10)
+        self.pub_objects = self.create_publisher(JointState, topics.OBJECT_STATE, 10)
+        # Instruction: latched so late joiners get it; episode events: reliable and deep, none may be lost.
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_instr = self.create_publisher(String, topics.INSTRUCTION, latched)
+        self.pub_event = self.create_publisher(String, topics.EPISODE, 50)
+        # Commands: reliable, depth 10 so the one answering the current observation is not overwritten.
+        self.create_subscription(JointState, topics.CMD, self._on_cmd, 10)
+        self.create_subscription(String, topics.EPISODE, self._on_episode, 50)
+        self.create_service(Trigger, topics.RESET_SERVICE, self._on_reset)
+        self.pub_instr.publish(String(data=self.instruction))
+        self.get_logger().info(f'task={self.env.task} mode={p.mode} cameras={list(p.cameras)} '
+                               f'{p.image_size}px horizon={p.horizon} seed={p.seed} max_episodes={p.max_episodes}')
+        if p.mode == 'realtime':
+            self.create_timer(1.0 / p.control_rate_hz, self._on_tick)
+        self._start_episode()
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _event(self, event: EpisodeEvent, **extra) -> None:
+        msg = EpisodeMessage(event, self.clock.next(self._now_ns()), ORIGIN, extra)
+        self.pub_event.publish(String(data=encode_event(msg)))
+
+    def _publish(self, obs) -> None:
+        stamp = self.clock.next(self._now_ns())
+        for cam, img in obs.images.items():
+            self.pub_img[cam].publish(fill_image(Image(), img, stamp, cam))
+        joints = JointState(name=obs.joint_names, position=[float(v) for v in obs.joint_positions])
+        fill(joints.header.stamp, stamp)
+        names, values = flatten_state(obs.object_state)
+        objects = JointState(name=names, position=values)
+        fill(objects.header.stamp, stamp)
+        self.pub_joints.publish(joints)
+        self.pub_objects.publish(objects)
+        self.lockstep.observed(stamp)
+
+    def _start_episode(self) -> str:
+        seed = self.episodes.start()
+        obs = self.env.reset(seed)
+        i = self.episodes.index
+        self._event(EpisodeEvent.START, task=self.env.task, instruction=self.instruction, seed=seed, episode=i)
+        self._publish(obs)
+        return f'episode {i} seed {seed}'
+
+    def _end_episode(self) -> None:
+        self.lockstep.idle()
+        if self.episodes.finish():
+            self._start_episode()
+        elif not self.episodes.can_start():
+            self.get_logger().info(f'max_episodes={self.p.max_episodes} done; idle')
+
+    def _advance(self, action) -> None:
+        obs, success = self.env.step(action)
+        outcome = self.episodes.outcome(self.env.steps, success)
+        self._publish(obs)
+        if outcome is EpisodeEvent.SUCCESS:
+            self._event(outcome, steps=self.env.steps)
+        elif outcome is EpisodeEvent.FAILURE:
+            self._event(outcome, reason='horizon', steps=self.env.steps)
+        if outcome is not None:
+            self._end_episode()
+
+    def _on_cmd(self, msg: JointState) -> None:
+        try:
+            step = read_step(msg)
+        except RecordError as exc:
+            self.bad_cmd += 1
+            self.get_logger().warning(f'ignored bad {topics.CMD} ({self.bad_cmd} so far): {exc}',
+                                      throttle_duration_sec=2.0)
+            return
+        if self.p.mode == 'realtime':
+            self.latest.store(step, self._now_ns())
+        elif self.episodes.running and self.lockstep.offer(step) is Verdict.STEP:
+            self._advance(step.action)
+
+    def _on_tick(self) -> None:
+        if self.episodes.running:
+            self._advance(self.latest.choose(self._now_ns()))
+
+    def _on_episode(self, msg: String) -> None:
+        try:
+            event = decode_event(msg.data)
+        except RecordError as exc:
+            self.get_logger().warning(f'ignored bad {topics.EPISODE}: {exc}', throttle_duration_sec=2.0)
+            return
+        if event.origin != ORIGIN and event.event.terminal and self.episodes.running:
+            self.get_logger().info(f'episode {self.episodes.index} ended by {event.origin}: {event.event.name}')
+            self._end_episode()
+
+    def _on_reset(self, request, response):
+        if self.episodes.running:
+            self._event(EpisodeEvent.ABORT, reason='reset', steps=self.env.steps)
+            self.episodes.finish()
+            self.lockstep.idle()
+        response.success = self.episodes.can_start()
+        response.message = (self._start_episode() if response.success
+                            else f'max_episodes={self.p.max_episodes} reached')
+        return response
+
+    def destroy_node(self):
+        # Also called by the context shutdown, possibly on a half-built node (bad parameter): close once.
+        env, self.env = getattr(self, 'env', None), None
+        if env is not None:
+            # print, not the logger: after a signal the context (and so rosout) is already shut down.
+            print(f'sim_node: commands {dict(self.lockstep.counts)} realtime {dict(self.latest.counts)} '
+                  f'bad {self.bad_cmd}', file=sys.stderr)
+            env.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    # rclpy.init installs SIGINT and SIGTERM handlers (SignalHandlerOptions.ALL): both shut the context
+    # down, spin raises ExternalShutdownException (or KeyboardInterrupt), and we exit 0.
+    try:
+        with rclpy.init(args=args):
+            node = SimNode()
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ParamError, SimError) as exc:
+        print(f'sim_node: {exc}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
