@@ -1,0 +1,260 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""read_episode(path) -> Episode: one episode bag as numpy arrays, for the trainer and for replay (no ROS).
+
+Complete bags are read with ``rosbags``' Reader; a bag cut by a crash (no metadata.yaml, MCAP without footer)
+is read with ``mcap``'s StreamReader up to its last complete chunk and comes back with ``truncated=True``,
+``outcome='truncated'`` and labels recomputed from the recorded sources (the label tag is written at close).
+Messages are deserialised with the ``rosbags`` typestore, so this imports no rclpy::
+
+    from hapo_recorder.bag_reader import list_episodes, read_episode
+    for path in list_episodes(['runs/episodes']):
+        ep = read_episode(path, decode_images=False)
+        print(ep.task, ep.outcome, len(ep.sources), ep.labels)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mcap.exceptions import McapError
+from mcap.records import Channel, Message, Schema
+from mcap.stream_reader import StreamReader
+from rosbags.rosbag2 import Reader, ReaderError
+from ruamel.yaml import YAML, YAMLError
+
+from hapo_interfaces.images import ImageError, to_array
+from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, read_action, read_step
+from hapo_interfaces.stamps import to_ns
+from hapo_recorder.bag_writer import TAG_INFO, TAG_LABELS, typestore
+from hapo_recorder.episode import intervention_spans
+from hapo_recorder.relabel import relabel
+
+DEFAULT_TOPICS = {'cmd': '/hapo/cmd', 'episode': '/hapo/episode', 'policy_action': '/hapo/policy/action',
+                  'entropy': '/hapo/policy/entropy', 'joint_states': '/robot/joint_states',
+                  'instruction': '/hapo/instruction'}
+_CAMERA = re.compile(r'^/?(?:.*/)?camera/([^/]+)/image_raw$')
+
+
+class BagError(RuntimeError):
+    """An episode bag that cannot be read; the text is one line naming the path."""
+
+
+@dataclass
+class Episode:
+    """One recorded episode. Step arrays are in execution order; stamps are observation stamps (ns)."""
+
+    path: Path
+    metadata: dict[str, Any]
+    truncated: bool
+    task: str
+    instruction: str
+    outcome: str
+    demo: bool
+    k: int
+    policy_id: str
+    step_stamps_ns: np.ndarray  # (N,) int64
+    actions: np.ndarray  # (N, 7) float32
+    sources: np.ndarray  # (N,) int8 ControlSource
+    labels: np.ndarray  # (N,) int8 Label, -1 = not a training step
+    labels_tagged: bool  # False: recomputed here (truncated bag without the recorder's label tag)
+    proposal_stamps_ns: np.ndarray  # (M,) int64
+    proposals: np.ndarray  # (M, 7) float32, the policy's action, also while the human drives
+    entropy_stamps_ns: np.ndarray  # (E,) int64
+    entropies: np.ndarray  # (E, 7) float32
+    images: dict[str, dict[int, np.ndarray]]  # camera -> stamp_ns -> (H, W, 3) uint8; empty if not decoded
+    image_stamps: dict[str, np.ndarray]  # camera -> (I,) int64, always filled
+    joint_states: dict[int, np.ndarray]  # stamp_ns -> (J,) float64 positions
+    events: list[EpisodeMessage]
+    topic_counts: dict[str, int] = field(default_factory=dict)  # messages per topic found in the file
+    skipped: dict[str, int] = field(default_factory=dict)  # malformed messages per topic (not in the arrays)
+
+    @property
+    def interventions(self) -> int:
+        """Number of interventions (maximal runs of HUMAN steps)."""
+        return len(intervention_spans(self.sources))
+
+
+def list_episodes(paths: Iterable[str | Path]) -> list[Path]:
+    """Episode bag directories: each path is a bag directory or a directory of them (sorted, one level)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if _is_bag(p):
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(c for c in p.iterdir() if _is_bag(c)))
+        else:
+            raise BagError(f'{p}: not an episode bag or a directory of them')
+    return found
+
+
+def _is_bag(p: Path) -> bool:
+    return p.is_dir() and ((p / 'metadata.yaml').exists() or any(p.glob('*.mcap')))
+
+
+def _iter_complete(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    with Reader(path) as reader:
+        for conn, log_ns, raw in reader.messages():
+            yield conn.topic, conn.msgtype, log_ns, raw
+
+
+def _iter_truncated(mcap_path: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    with mcap_path.open('rb') as f:
+        try:
+            for rec in StreamReader(f, skip_magic=False).records:
+                if isinstance(rec, Schema):
+                    schemas[rec.id] = rec.name
+                elif isinstance(rec, Channel):
+                    channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ''))
+                elif isinstance(rec, Message) and rec.channel_id in channels:
+                    topic, msgtype = channels[rec.channel_id]
+                    yield topic, msgtype, rec.log_time, rec.data
+        except (McapError, struct.error, EOFError, ValueError):
+            return  # the end of what the crashed writer put on disk: the partial chunk is lost
+
+
+def _metadata(path: Path) -> dict[str, Any] | None:
+    meta_path = path / 'metadata.yaml'
+    if not meta_path.exists():
+        return None
+    try:
+        info = YAML(typ='safe').load(meta_path.read_text())['rosbag2_bagfile_information']
+    except (YAMLError, KeyError, TypeError) as exc:
+        raise BagError(f'{path}: unreadable metadata.yaml ({exc})') from None
+    custom = info.get('custom_data') or {}
+    out: dict[str, Any] = {}
+    for key, value in custom.items():
+        try:
+            out[key] = json.loads(value)
+        except (json.JSONDecodeError, TypeError):
+            out[key] = value
+    for key in ('task', 'instruction', 'policy_id', 'outcome', 'input_device', 'software_version', 'seed'):
+        if key in out and not isinstance(out[key], str):
+            out[key] = str(out[key])
+    out['message_count'] = info.get('message_count', 0)
+    return out
+
+
+def _header_stamp(msg: Any) -> int:
+    return to_ns(msg.header.stamp)
+
+
+def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
+    """Read one episode bag directory; raises ``BagError`` (one line naming the path) if it cannot."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BagError(f'{path}: not a bag directory')
+    meta = _metadata(path)
+    truncated = meta is None
+    if truncated:
+        files = sorted(path.glob('*.mcap'))
+        if not files:
+            raise BagError(f'{path}: no metadata.yaml and no .mcap file')
+        records = _iter_truncated(files[0])
+    else:
+        records = _iter_complete(path)
+    store = typestore()
+    info: dict[str, Any] = {}
+    tags: dict[str, Any] | None = None
+    by_topic: dict[str, list[tuple[str, int, bytes]]] = {}
+    try:
+        for topic, msgtype, log_ns, raw in records:
+            if topic == TAG_INFO:
+                info = json.loads(store.deserialize_cdr(raw, msgtype).data)
+            elif topic == TAG_LABELS:
+                tags = json.loads(store.deserialize_cdr(raw, msgtype).data)
+            else:
+                by_topic.setdefault(topic, []).append((msgtype, log_ns, raw))
+    except (ReaderError, McapError, OSError, KeyError, json.JSONDecodeError, ValueError) as exc:
+        raise BagError(f'{path}: unreadable bag ({type(exc).__name__}: {exc})') from None
+    if truncated:
+        meta = {**info, 'outcome': 'truncated', 'truncated': True}
+    topics = {**DEFAULT_TOPICS, **{k: v for k, v in info.get('topics', {}).items() if k != 'cameras'}}
+    cameras: dict[str, str] = dict(info.get('topics', {}).get('cameras', {}))
+    for topic, msgs in by_topic.items():
+        m = _CAMERA.match(topic)
+        if msgs and msgs[0][0] == 'sensor_msgs/msg/Image' and topic not in cameras.values():
+            cameras[m.group(1) if m else topic] = topic
+    skipped: dict[str, int] = {}
+
+    def decoded(role_topic: str) -> Iterator[Any]:
+        for msgtype, _log_ns, raw in by_topic.get(role_topic, []):
+            try:
+                yield store.deserialize_cdr(raw, msgtype)
+            except (KeyError, ValueError, struct.error, IndexError):
+                skipped[role_topic] = skipped.get(role_topic, 0) + 1
+
+    steps = []
+    for msg in decoded(topics['cmd']):
+        try:
+            steps.append(read_step(msg))
+        except RecordError:
+            skipped[topics['cmd']] = skipped.get(topics['cmd'], 0) + 1
+    stamps = np.array([s.stamp_ns for s in steps], dtype=np.int64)  # (N,)
+    actions = np.array([s.action for s in steps], dtype=np.float32).reshape(-1, 7)  # (N, 7)
+    sources = np.array([int(s.source) for s in steps], dtype=np.int8)  # (N,)
+
+    def action_track(topic: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = []
+        for msg in decoded(topic):
+            try:
+                rows.append((_header_stamp(msg), read_action(msg)))
+            except RecordError:
+                skipped[topic] = skipped.get(topic, 0) + 1
+        return (np.array([r[0] for r in rows], dtype=np.int64),  # (M,)
+                np.array([r[1] for r in rows], dtype=np.float32).reshape(-1, 7))  # (M, 7)
+
+    proposal_stamps, proposals = action_track(topics['policy_action'])
+    entropy_stamps, entropies = action_track(topics['entropy'])
+    events = []
+    for msg in decoded(topics['episode']):
+        try:
+            events.append(decode_event(msg.data))
+        except RecordError:
+            skipped[topics['episode']] = skipped.get(topics['episode'], 0) + 1
+    instruction = str(meta.get('instruction') or info.get('instruction') or '')
+    if not instruction:
+        for msg in decoded(topics['instruction']):
+            instruction = msg.data
+    joint_states = {_header_stamp(m): np.asarray(m.position, dtype=np.float64) for m in decoded(topics['joint_states'])}
+    images: dict[str, dict[int, np.ndarray]] = {}
+    image_stamps: dict[str, np.ndarray] = {}
+    for cam, topic in cameras.items():
+        images[cam] = {}
+        cam_stamps = []
+        for msg in decoded(topic):
+            stamp = _header_stamp(msg)
+            cam_stamps.append(stamp)
+            if decode_images:
+                try:
+                    images[cam][stamp] = to_array(msg)
+                except ImageError:
+                    skipped[topic] = skipped.get(topic, 0) + 1
+        image_stamps[cam] = np.array(cam_stamps, dtype=np.int64)  # (I,)
+
+    k = int(meta.get('k', info.get('k', 10)))
+    demo = bool(meta.get('demo', info.get('demo', False)))
+    if tags is not None:
+        labels = np.array(tags['labels'], dtype=np.int8)  # (N,)
+        if len(labels) != len(sources) or list(tags['step_stamps_ns']) != stamps.tolist():
+            raise BagError(f'{path}: label tag covers {len(labels)} steps but the bag holds {len(sources)} '
+                           f'executed steps (corrupt bag)')
+    else:
+        labels = relabel(sources, k, demo)
+    return Episode(
+        path=path, metadata=meta, truncated=truncated, task=str(meta.get('task') or info.get('task') or ''),
+        instruction=instruction, outcome=str(meta.get('outcome', 'truncated')), demo=demo, k=k,
+        policy_id=str(meta.get('policy_id') or info.get('policy_id') or ''), step_stamps_ns=stamps,
+        actions=actions, sources=sources, labels=labels, labels_tagged=tags is not None,
+        proposal_stamps_ns=proposal_stamps, proposals=proposals, entropy_stamps_ns=entropy_stamps,
+        entropies=entropies, images=images, image_stamps=image_stamps, joint_states=joint_states, events=events,
+        topic_counts={t: len(v) for t, v in by_topic.items()}, skipped=skipped)
