@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""LatestFrames: the newest complete camera set for the inference thread; nothing stale is ever queued.
+
+Image callbacks ``put`` frames; the inference thread ``take``s the newest *ready set* (one frame per
+camera). A ready set that is replaced before it was taken is counted in ``skipped``. Two rules make a set:
+
+- ``match_stamps=True`` (sim, which stamps all cameras of a step identically): every camera has a frame
+  with that same stamp; the set's stamp is it.
+- ``match_stamps=False`` (real rig): the newest frame of each camera once all have one; the set's stamp
+  is the *oldest* of them, so downstream staleness checks stay conservative.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_KEEP = 4  # frames kept per camera while waiting for the other cameras' frame of the same stamp
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    stamp_ns: int
+    images: dict[str, np.ndarray]
+
+
+class LatestFrames:
+    """Thread-safe single-slot mailbox of camera sets; see the module docstring."""
+
+    def __init__(self, cameras: Sequence[str], match_stamps: bool = True):
+        self.cameras = list(cameras)
+        self.match_stamps = match_stamps
+        self.received = 0  # frames put
+        self.skipped = 0  # ready sets replaced by a newer one before inference took them
+        self._frames: dict[str, dict[int, np.ndarray]] = {c: {} for c in self.cameras}
+        self._pending: FrameSet | None = None
+        self._last_stamp = -1  # stamp of the newest set made ready; older sets are never offered again
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, camera: str, stamp_ns: int, image: np.ndarray) -> None:
+        with self._cond:
+            self.received += 1
+            frames = self._frames[camera]
+            frames[stamp_ns] = image
+            for old in sorted(frames)[:-_KEEP]:
+                del frames[old]
+            ready = self._ready(stamp_ns)
+            if ready is None or ready.stamp_ns < self._last_stamp:
+                return
+            if self._pending is not None:
+                self.skipped += 1
+            self._pending, self._last_stamp = ready, ready.stamp_ns
+            self._cond.notify()
+
+    def _ready(self, stamp_ns: int) -> FrameSet | None:
+        if self.match_stamps:
+            if all(stamp_ns in self._frames[c] for c in self.cameras):
+                return FrameSet(stamp_ns, {c: self._frames[c][stamp_ns] for c in self.cameras})
+            return None
+        if not all(self._frames[c] for c in self.cameras):
+            return None
+        newest = {c: max(self._frames[c]) for c in self.cameras}
+        return FrameSet(min(newest.values()), {c: self._frames[c][s] for c, s in newest.items()})
+
+    def take(self, timeout_s: float) -> FrameSet | None:
+        """The pending set (and clear it), or None after ``timeout_s`` or once closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending is not None or self._closed, timeout=timeout_s)
+            ready, self._pending = self._pending, None
+            return ready
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

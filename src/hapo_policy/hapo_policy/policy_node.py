@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""Policy node: newest camera frame(s) + instruction (+ joint positions) -> VlaPolicy -> hapo/policy/action.
+
+    python -m hapo_policy.policy_node --ros-args -p checkpoint:=ckpt/base
+
+camera/<name>/image_raw -> LatestFrames (callbacks only store) -> inference thread -> action + entropy,
+both stamped with the image stamp. Frames arriving during inference replace the pending one (counted).
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from hapo_interfaces import topics
+from hapo_interfaces.images import ImageError, to_array
+from hapo_interfaces.params import ParamError, param
+from hapo_interfaces.records import fill_action
+from hapo_interfaces.ros_params import declare
+from hapo_interfaces.stamps import to_ns
+from hapo_policy.errors import CheckpointError
+from hapo_policy.frames import LatestFrames
+from hapo_policy.model import VlaPolicy
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # the mux wants the newest action only
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    checkpoint: str = param('', "save_pretrained directory; '' = a fresh seeded UNTRAINED model", read_only=True)
+    seed: int = param(0, 'weight seed of the fresh model (checkpoint empty)', lo=0, read_only=True)
+    # a string, not a string array: ros_params.declare cannot declare an empty-list default (reported)
+    camera_names: str = param('', "comma-separated camera topic names in model camera order; '' = the model's",
+                              read_only=True)
+    instruction: str = param('lift the cube', 'instruction until one arrives on hapo/instruction')
+    match_stamps: bool = param(True, 'infer on frames sharing one stamp (sim); false = newest of each camera')
+    device: str = param('cpu', 'torch device', read_only=True)
+    torch_threads: int = param(0, 'torch intra-op threads; 0 = torch default', lo=0, hi=256, read_only=True)
+    diagnostics_period_s: float = param(1.0, 'period of /diagnostics', unit='s', lo=0.05, hi=60.0, read_only=True)
+
+
+class PolicyNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('policy_node', **kwargs)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None  # destroy_node may run on a half-built node
+        self.p = declare(self, PolicyParams)
+        import torch
+        if self.p.torch_threads:
+            torch.set_num_threads(self.p.torch_threads)
+        if self.p.checkpoint:
+            self.policy = VlaPolicy.from_pretrained(self.p.checkpoint, device=self.p.device)
+        else:
+            self.policy = VlaPolicy.create(seed=self.p.seed)
+            self.get_logger().warning(f'UNTRAINED model: checkpoint is empty, fresh weights from seed {self.p.seed}; '
+                                      'its actions are noise')
+        cams = self.policy.camera_names
+        names = [n.strip() for n in self.p.camera_names.split(',') if n.strip()] or cams
+        if len(names) != len(cams):
+            raise ParamError(f'parameter camera_names={names} must name {len(cams)} cameras (model has {cams})')
+        self.frames = LatestFrames(cams, self.p.match_stamps)
+        self.instruction = self.p.instruction
+        self.proprio: np.ndarray | None = None
+        self.bad_frames = self.no_proprio = self.inferences = 0
+        self.latency_ms: collections.deque[float] = collections.deque(maxlen=1000)
+        for cam, name in zip(cams, names, strict=True):
+            topic = topics.camera_topic(name)
+            self.create_subscription(Image, topic, lambda m, c=cam, t=topic: self._on_image(c, t, m),
+                                     qos_profile_sensor_data)  # newest frame only; a late frame is useless
+        if self.policy.proprio_dim > 0:
+            self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos_profile_sensor_data)
+        self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, LATCHED)  # latched by sender
+        self.pub_action = self.create_publisher(JointState, topics.POLICY_ACTION, COMMAND)
+        self.pub_entropy = self.create_publisher(JointState, topics.POLICY_ENTROPY, COMMAND)
+        self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._infer_loop, name='inference', daemon=True)
+        self._worker.start()
+        self.get_logger().info(f'policy {self.policy.policy_id} ({self.policy.source or "fresh"}), cameras '
+                               f'{dict(zip(cams, names, strict=True))}, proprio_dim {self.policy.proprio_dim}')
+
+    def _on_image(self, cam: str, topic: str, msg: Image) -> None:
+        try:
+            image = to_array(msg)
+        except ImageError as exc:
+            self.bad_frames += 1
+            self.get_logger().warning(f'{topic}: bad frame (encoding {msg.encoding!r}): {exc}',
+                                      throttle_duration_sec=5.0)
+            return
+        self.frames.put(cam, to_ns(msg.header.stamp), image)
+
+    def _on_joints(self, msg: JointState) -> None:
+        if len(msg.position) < self.policy.proprio_dim:
+            self.get_logger().warning(f'{topics.JOINT_STATES}: {len(msg.position)} positions, need '
+                                      f'{self.policy.proprio_dim}', throttle_duration_sec=5.0)
+            return
+        self.proprio = np.asarray(msg.position[:self.policy.proprio_dim], dtype=np.float32)
+
+    def _on_instruction(self, msg: String) -> None:
+        self.instruction = msg.data
+        self.get_logger().info(f'instruction: {msg.data!r}')
+
+    def _infer_loop(self) -> None:
+        while not self._stop.is_set():
+            frame = self.frames.take(timeout_s=0.2)
+            if frame is None:
+                continue
+            if self.policy.proprio_dim > 0 and self.proprio is None:
+                self.no_proprio += 1  # stale until the first joint state (no guessing at zeros)
+                self.get_logger().warning(f'no {topics.JOINT_STATES} yet: frame dropped', throttle_duration_sec=5.0)
+                continue
+            start = time.perf_counter()
+            pred = self.policy.predict(frame.images, self.instruction, self.proprio)
+            self.latency_ms.append((time.perf_counter() - start) * 1e3)
+            self.inferences += 1
+            self.pub_action.publish(fill_action(JointState(), frame.stamp_ns, pred.action, 'policy'))
+            self.pub_entropy.publish(fill_action(JointState(), frame.stamp_ns, pred.entropy, 'policy'))
+
+    def _publish_diagnostics(self) -> None:
+        lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
+        values = {'latency_p50_ms': np.percentile(lat, 50), 'latency_p99_ms': np.percentile(lat, 99),
+                  'inferences': self.inferences, 'frames_received': self.frames.received,
+                  'frames_skipped': self.frames.skipped, 'bad_frames': self.bad_frames,
+                  'frames_without_proprio': self.no_proprio, 'policy_id': self.policy.policy_id,
+                  'checkpoint': self.policy.source or 'UNTRAINED'}
+        status = DiagnosticStatus(name=f'{self.get_name()}: inference', hardware_id=self.policy.policy_id,
+                                  level=DiagnosticStatus.OK if self.policy.source else DiagnosticStatus.WARN,
+                                  message='ok' if self.policy.source else 'untrained model',
+                                  values=[KeyValue(key=k, value=f'{v:.2f}' if isinstance(v, float) else str(v))
+                                          for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(msg)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self.frames.close()
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # no tqdm bars in a node log
+    # SignalHandlerOptions.ALL: rclpy's own SIGINT and SIGTERM handlers shut the context down and wake spin,
+    # which raises ExternalShutdownException -> clean exit 0 for both (a Python handler would wait for a timer)
+    with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.ALL):
+        log = rclpy.logging.get_logger('policy_node')
+        try:
+            node = PolicyNode()
+        except CheckpointError as exc:
+            log.fatal(f'policy_node: cannot load checkpoint {exc}')
+            return 2
+        except ParamError as exc:
+            log.fatal(f'policy_node: {exc}')
+            return 2
+        try:
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.destroy_node()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
