@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -95,3 +96,48 @@ class NodeProcess:
                 self.proc.wait(timeout=5)
         self._log.close()
         return self.proc.returncode
+
+
+class RosProbe:
+    """A test-side rclpy node in its own Context, spun in a background thread.
+
+    ``with RosProbe(domain) as probe: probe.node.create_subscription(...)``; callbacks run on the
+    spin thread, so keep what they store in lists (append is atomic).
+    """
+
+    def __init__(self, domain_id: int, name: str = 'test_probe'):
+        self.domain_id, self.name = domain_id, name
+
+    def __enter__(self) -> RosProbe:
+        import threading
+
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=self.domain_id)
+        self.node = rclpy.create_node(self.name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        with contextlib.suppress(ExternalShutdownException):
+            self.executor.spin()
+
+    def collect(self, msg_type, topic: str, qos=10) -> list:
+        """Subscribe and return the list every received message is appended to."""
+        received: list = []
+        self.node.create_subscription(msg_type, topic, received.append, qos)
+        return received
+
+    def __exit__(self, *exc) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=5)

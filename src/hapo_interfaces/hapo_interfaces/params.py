@@ -39,8 +39,11 @@ def describe(field: dataclasses.Field) -> str:
         parts.append(f'[{m["unit"]}]')
     if m.get('choices'):
         parts.append('one of ' + ', '.join(map(str, m['choices'])))
-    if m.get('lo') is not None or m.get('hi') is not None:
-        parts.append(f'range [{m.get("lo", "")}, {m.get("hi", "")}]')
+    lo, hi = m.get('lo'), m.get('hi')
+    if lo is not None and hi is not None:
+        parts.append(f'range [{lo}, {hi}]')
+    elif lo is not None or hi is not None:
+        parts.append(f'>= {lo}' if lo is not None else f'<= {hi}')
     if m.get('read_only'):
         parts.append('(read-only)')
     return ' '.join(p for p in parts if p)

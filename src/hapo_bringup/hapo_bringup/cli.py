@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""``hapo <verb>``: one entry point for pip users (ROS users have ``ros2 launch`` / ``ros2 run``).
+
+    hapo deploy [key:=value ...] [--config config/deploy.yaml] [--duration S]
+    hapo bag-info DIR...
+    hapo dataset|optimize|evaluate ...   (see ``hapo <verb> --help``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from hapo_interfaces.params import ParamError
+
+# verb -> ('module', 'help'); each module has main(argv) -> int
+VERBS = {
+    'deploy': ('hapo_bringup.cli', 'run the deploy graph: sim (or robot), policy, mux, recorder'),
+    'bag-info': ('hapo_recorder.info', 'one line per recorded episode'),
+    'dataset': ('hapo_trainer.dataset', 'bags -> preference dataset (cached) + summary.json'),
+    'optimize': ('hapo_trainer.optimize', 'fine-tune a policy on recorded episodes (HAPO and baselines)'),
+    'evaluate': ('hapo_trainer.evaluate', 'replay recorded episodes through a policy'),
+}
+
+
+def deploy(argv: list[str]) -> int:
+    from hapo_bringup.graph import config_dir, help_text, load_yaml, resolve
+    from hapo_bringup.runner import GraphRunner
+
+    default_config = config_dir() / 'deploy.yaml'
+    ap = argparse.ArgumentParser(
+        prog='hapo deploy', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='Start the deploy graph (same nodes and parameters as `ros2 launch hapo_bringup '
+                    'deploy.launch.py`). Ctrl-C stops every node cleanly.',
+        epilog='parameters (override with key:=value or node.key:=value):\n' + _safe_help(help_text, load_yaml,
+                                                                                           default_config))
+    ap.add_argument('overrides', nargs='*', metavar='key:=value', help='parameter overrides')
+    ap.add_argument('--config', type=Path, default=default_config, help='ROS 2 parameter YAML (default: %(default)s)')
+    ap.add_argument('--duration', type=float, default=None, help='stop after this many seconds (default: run '
+                                                                 'until Ctrl-C)')
+    ap.add_argument('--dry-run', action='store_true', help='print the resolved parameters and exit')
+    args = ap.parse_args(argv)
+    try:
+        nodes, params = resolve(args.config, args.overrides)
+    except ParamError as exc:
+        print(f'hapo deploy: {exc}', file=sys.stderr)
+        return 2
+    if args.dry_run:
+        import yaml
+
+        print(yaml.safe_dump({n.name: params[n.name] for n in nodes}, sort_keys=True))
+        return 0
+    print(f'[hapo] starting {", ".join(n.name for n in nodes)} (config {args.config}); Ctrl-C to stop', flush=True)
+    runner = GraphRunner(nodes, params)
+    runner.start()
+    return runner.wait(args.duration)
+
+
+def _safe_help(help_text, load_yaml, config: Path) -> str:
+    try:
+        return help_text(config=load_yaml(config))
+    except (ParamError, ImportError) as exc:
+        return f'  (parameter list unavailable: {exc})'
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help') or argv[0] not in VERBS:
+        width = max(map(len, VERBS))
+        print('usage: hapo <verb> [args]  (hapo <verb> --help for details)\n\nverbs:')
+        for verb, (_, text) in VERBS.items():
+            print(f'  {verb:<{width}}  {text}')
+        if argv and argv[0] not in ('-h', '--help'):
+            print(f'\nhapo: unknown verb {argv[0]!r}', file=sys.stderr)
+            return 2
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb == 'deploy':
+        return deploy(rest)
+    module = importlib.import_module(VERBS[verb][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

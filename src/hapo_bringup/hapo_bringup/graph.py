@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""The deploy node graph as data: the one list ``hapo deploy`` and ``deploy.launch.py`` both start.
+
+    camera/sim --image--> policy_node --hapo/policy/action--> mux_node --hapo/cmd--> sim / robot
+                                                   joy --------^      \\--> recorder_node (bags)
+
+Parameters come from ``config/deploy.yaml`` (keyed by node name) and command-line overrides
+``key:=value`` (every node that declares ``key``) or ``node.key:=value`` (that node only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hapo_interfaces.params import ParamError, from_mapping
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph: how to run it and where its parameter schema lives."""
+
+    package: str
+    executable: str  # console script (ros2 run / launch_ros)
+    name: str
+    schema: str  # 'module:Class' of its params dataclass
+    optional: str = ''  # graph switch that enables it ('' = always)
+
+    @property
+    def module(self) -> str:
+        return f'{self.package}.{self.executable}'
+
+    def schema_class(self) -> type:
+        mod, cls = self.schema.split(':')
+        return getattr(importlib.import_module(mod), cls)
+
+
+DEPLOY_GRAPH: tuple[NodeSpec, ...] = (
+    NodeSpec('hapo_sim', 'sim_node', 'sim_node', 'hapo_sim.sim_node:SimParams', optional='sim'),
+    NodeSpec('hapo_policy', 'policy_node', 'policy_node', 'hapo_policy.policy_node:PolicyParams'),
+    NodeSpec('hapo_teleop', 'mux_node', 'mux_node', 'hapo_teleop.mux:MuxParams'),
+    NodeSpec('hapo_recorder', 'recorder_node', 'recorder_node', 'hapo_recorder.recorder_node:RecorderParams',
+             optional='record'),
+)
+"""Graph switches (``sim:=false`` for a real robot, ``record:=false``) select the optional nodes."""
+
+SWITCHES = {'sim': True, 'record': False}
+
+
+def config_dir() -> Path:
+    """Where config/ lives: $HAPO_CONFIG_DIR, the colcon share directory, or the source checkout."""
+    if os.environ.get('HAPO_CONFIG_DIR'):
+        return Path(os.environ['HAPO_CONFIG_DIR'])
+    here = Path(__file__).resolve()
+    checkout = here.parents[3] / 'config'
+    if checkout.is_dir():
+        return checkout
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory('hapo_bringup')) / 'config'
+    except (ImportError, LookupError):
+        return checkout
+
+
+def load_yaml(path: Path) -> dict[str, dict[str, Any]]:
+    """``{node: {param: value}}`` from a ROS 2 parameter file; ParamError naming the file on bad input."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamError(f'{path}: cannot read parameters: {exc}') from None
+    out = {}
+    for node, body in doc.items():
+        if not isinstance(body, dict) or not isinstance(body.get('ros__parameters', {}), dict):
+            raise ParamError(f'{path}: {node} must hold a ros__parameters mapping')
+        out[node.lstrip('/')] = dict(body.get('ros__parameters') or {})
+    return out
+
+
+def parse_overrides(args: Sequence[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Split ``key:=value`` / ``node.key:=value`` arguments into (global, per-node) overrides."""
+    glob: dict[str, str] = {}
+    per_node: dict[str, dict[str, str]] = {}
+    for arg in args:
+        if ':=' not in arg:
+            raise ParamError(f'argument {arg!r} is not key:=value')
+        key, value = arg.split(':=', 1)
+        if '.' in key:
+            node, key = key.split('.', 1)
+            per_node.setdefault(node, {})[key] = value
+        else:
+            glob[key] = value
+    return glob, per_node
+
+
+def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = DEPLOY_GRAPH
+            ) -> tuple[list[NodeSpec], dict[str, dict[str, Any]]]:
+    """The nodes to start and each one's final parameters, validated against its schema."""
+    glob, per_node = parse_overrides(overrides)
+    switches = dict(SWITCHES)
+    for key in list(glob):
+        if key in switches:
+            switches[key] = glob.pop(key).lower() == 'true'
+    nodes = [n for n in graph if not n.optional or switches[n.optional]]
+    from_file = load_yaml(config)
+    unknown = sorted(set(per_node) - {n.name for n in graph})
+    if unknown:
+        raise ParamError(f'override for unknown node(s) {unknown}; nodes: {[n.name for n in graph]}')
+    params: dict[str, dict[str, Any]] = {}
+    claimed: set[str] = set()
+    for n in nodes:
+        cls = n.schema_class()
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = dict(from_file.get(n.name, {}))
+        for key, value in glob.items():
+            if key in names:
+                values[key] = value
+                claimed.add(key)
+        values.update(per_node.get(n.name, {}))
+        try:
+            validated = from_mapping(cls, values)
+        except ParamError as exc:
+            raise ParamError(f'{n.name}: {exc} ({config})') from None
+        params[n.name] = {k: v for k, v in dataclasses.asdict(validated).items() if k in values}
+    unclaimed = sorted(set(glob) - claimed)
+    if unclaimed:
+        raise ParamError(f'no node declares parameter(s) {unclaimed}; see `hapo deploy --help`')
+    return nodes, params
+
+
+def help_text(graph: Sequence[NodeSpec] = DEPLOY_GRAPH, config: Mapping[str, Mapping[str, Any]] | None = None
+              ) -> str:
+    """Every node's parameters as 'name (type, default): meaning' lines."""
+    from hapo_interfaces.params import default_of, describe
+
+    lines = ['graph switches: ' + ', '.join(f'{k}:={str(v).lower()}' for k, v in SWITCHES.items())]
+    for n in graph:
+        lines.append(f'\n{n.name} ({n.package}):')
+        for f in dataclasses.fields(n.schema_class()):
+            current = (config or {}).get(n.name, {}).get(f.name, default_of(f))
+            lines.append(f'  {f.name} ({type(default_of(f)).__name__}, {current!r}): {describe(f)}')
+    return '\n'.join(lines)

@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""The deploy graph (sim, policy, mux) as separate processes over DDS, started by the `hapo` runner.
+
+A test-side joystick holds the deadman mid-episode and releases it: the executed steps switch
+source and back, the arm moves under the human's command, a hold follows the release, and
+SIGINT stops every node within a few seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+from helpers import RosProbe, wait_for
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState, Joy
+
+from hapo_bringup.graph import config_dir, resolve
+from hapo_bringup.runner import GraphRunner
+from hapo_interfaces import topics
+from hapo_interfaces.enums import ControlSource as S
+from hapo_interfaces.records import read_step
+
+pytestmark = pytest.mark.graph
+
+
+def _eef_z(msg: JointState) -> float:
+    return float(msg.position[list(msg.name).index('eef_pos.z')])
+
+
+def test_joystick_takeover_and_handback(ros_domain):
+    nodes, params = resolve(config_dir() / 'deploy.yaml', ['horizon:=100000', 'image_size:=64'])
+    out = io.StringIO()
+    runner = GraphRunner(nodes, params, out=out, env={'ROS_DOMAIN_ID': str(ros_domain)})
+    with RosProbe(ros_domain) as probe:
+        cmds = probe.collect(JointState, topics.CMD, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        states = probe.collect(JointState, topics.OBJECT_STATE, 100)
+        joy_pub = probe.node.create_publisher(Joy, topics.JOY, 10)
+        joy = {'deadman': 0, 'z': 0.0}
+        stop = threading.Event()
+
+        def joystick():  # a gamepad driver publishes at a fixed rate, pressed or not
+            while not stop.is_set():
+                buttons = [0] * 11
+                buttons[4] = joy['deadman']
+                axes = [0.0] * 8
+                axes[4] = joy['z']
+                joy_pub.publish(Joy(axes=axes, buttons=buttons))
+                time.sleep(0.02)
+
+        runner.start()
+        threading.Thread(target=joystick, daemon=True).start()
+        try:
+            steps = lambda: [read_step(m) for m in list(cmds)]  # noqa: E731
+            count = lambda src: sum(s.source is src for s in steps())  # noqa: E731
+            wait_for(lambda: count(S.POLICY) >= 10, 90, what=f'10 policy steps; graph output:\n{out.getvalue()}')
+
+            joy.update(deadman=1, z=1.0)  # take over: move up
+            wait_for(lambda: count(S.HUMAN) >= 15, 30, what='15 human steps')
+            z_at_takeover = _eef_z(states[-1])
+            wait_for(lambda: count(S.HUMAN) >= 30, 30, what='30 human steps')
+            assert _eef_z(states[-1]) > z_at_takeover + 0.02, 'the arm did not rise under the human command'
+
+            joy.update(deadman=0, z=0.0)  # hand back
+            n_before = len(cmds)
+            wait_for(lambda: sum(s.source is S.POLICY for s in steps()[n_before:]) >= 5, 30,
+                     what='policy steps after hand-back')
+        finally:
+            stop.set()
+            t0 = time.monotonic()
+            codes = runner.stop()
+            stop_s = time.monotonic() - t0
+
+    seq = [s.source for s in steps()]
+    first_human = seq.index(S.HUMAN)
+    last_human = len(seq) - 1 - seq[::-1].index(S.HUMAN)
+    assert S.POLICY in seq[:first_human]
+    assert set(seq[first_human:last_human + 1]) == {S.HUMAN}, 'the takeover was not one contiguous intervention'
+    after = steps()[last_human + 1]
+    assert after.source is S.NONE and np.allclose(after.action[:6], 0.0), 'no hold right after the release'
+    assert S.POLICY in seq[last_human + 1:]
+    human_stamps = [s.stamp_ns for s in steps() if s.source is S.HUMAN]
+    assert len(set(human_stamps)) == len(human_stamps), 'lockstep: one human command per observation'
+    assert codes == {n.name: 0 for n in nodes}, f'exit codes {codes}\n{out.getvalue()}'
+    assert stop_s < 6.0, f'graph took {stop_s:.1f} s to stop'
