@@ -51,6 +51,8 @@ class SimParams:
     instruction: str = param('', 'task instruction; empty = the task default (e.g. lift the cube)')
     auto_reset: bool = param(True, 'start the next episode after success/failure')
     max_episodes: int = param(0, 'stop (stay idle) after this many episodes; 0 = unlimited', lo=0, hi=10**9)
+    republish_s: float = param(1.0, 'lockstep: republish an unanswered observation (same stamp) after this '
+                               'long, for subscribers that joined late; 0 = never', unit='s', lo=0.0, hi=60.0)
 
 
 class SimNode(Node):
@@ -81,8 +83,12 @@ class SimNode(Node):
         self.pub_instr.publish(String(data=self.instruction))
         self.get_logger().info(f'task={self.env.task} mode={p.mode} cameras={list(p.cameras)} '
                                f'{p.image_size}px horizon={p.horizon} seed={p.seed} max_episodes={p.max_episodes}')
+        self._sent: list = []  # (publisher, message) of the current observation, for republishing
+        self._sent_ns = 0
         if p.mode == 'realtime':
             self.create_timer(1.0 / p.control_rate_hz, self._on_tick)
+        elif p.republish_s > 0:
+            self.create_timer(min(p.republish_s, 0.25), self._on_republish)
         self._start_episode()
 
     def _now_ns(self) -> int:
@@ -94,16 +100,25 @@ class SimNode(Node):
 
     def _publish(self, obs) -> None:
         stamp = self.clock.next(self._now_ns())
-        for cam, img in obs.images.items():
-            self.pub_img[cam].publish(fill_image(Image(), img, stamp, cam))
         joints = JointState(name=obs.joint_names, position=[float(v) for v in obs.joint_positions])
         fill(joints.header.stamp, stamp)
         names, values = flatten_state(obs.object_state)
         objects = JointState(name=names, position=values)
         fill(objects.header.stamp, stamp)
-        self.pub_joints.publish(joints)
-        self.pub_objects.publish(objects)
+        self._sent = [(self.pub_img[c], fill_image(Image(), img, stamp, c)) for c, img in obs.images.items()]
+        self._sent += [(self.pub_joints, joints), (self.pub_objects, objects)]
+        self._send()
         self.lockstep.observed(stamp)
+
+    def _send(self) -> None:
+        for pub, msg in self._sent:
+            pub.publish(msg)
+        self._sent_ns = self._now_ns()
+
+    def _on_republish(self) -> None:
+        if self.lockstep.current_ns is not None and self._now_ns() - self._sent_ns >= self.p.republish_s * 1e9:
+            self.lockstep.counts['republished'] += 1
+            self._send()
 
     def _start_episode(self) -> str:
         seed = self.episodes.start()
