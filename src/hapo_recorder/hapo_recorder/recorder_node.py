@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""recorder_node: raw subscriptions -> Recorder (queue + writer thread) -> one tagged MCAP bag per episode.
+
+    python -m hapo_recorder.recorder_node --ros-args -p output_root:=runs/episodes -p k:=10
+    ros2 run hapo_recorder recorder_node --ros-args --params-file config/deploy.yaml
+
+Subscribes (raw, never deserialised in the callback): hapo/episode, hapo/cmd, hapo/instruction,
+hapo/policy/action, hapo/policy/entropy, robot/joint_states, camera/<name>/image_raw per ``cameras``, and
+``extra_topics``. Publishes /diagnostics. SIGINT/SIGTERM closes the open episode as 'aborted'.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from hapo_interfaces import topics as tp
+from hapo_interfaces.params import ParamError
+from hapo_interfaces.ros_params import declare
+from hapo_recorder.bag_writer import typestore
+from hapo_recorder.params import RecorderParams
+from hapo_recorder.recorder import Recorder, TopicSpec
+
+# Events, steps and policy actions: reliable, deep enough for a burst while the executor is busy.
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# Sensors: best effort matches both best-effort (sensor data QoS) and reliable publishers.
+SENSOR = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Instruction: transient local, so the one sent before the recorder started still arrives.
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+JS, IMG, STR = 'sensor_msgs/msg/JointState', 'sensor_msgs/msg/Image', 'std_msgs/msg/String'
+
+
+class RecorderNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('recorder', **kwargs)
+        self.params = declare(self, RecorderParams)
+        self.store = typestore()
+        wanted = [(tp.EPISODE, STR, 'episode', RELIABLE), (tp.CMD, JS, 'cmd', RELIABLE),  # episode first (episode.py)
+                  (tp.INSTRUCTION, STR, 'instruction', LATCHED), (tp.POLICY_ACTION, JS, 'policy_action', RELIABLE),
+                  (tp.POLICY_ENTROPY, JS, 'entropy', SENSOR), (tp.JOINT_STATES, JS, 'joint_states', SENSOR)]
+        wanted += [(tp.camera_topic(c), IMG, f'camera:{c}', SENSOR) for c in self.params.cameras]
+        for entry in filter(None, self.params.extra_topics):
+            name, _, msgtype = entry.partition('=')
+            wanted.append((name.strip(), msgtype.strip(), 'extra', SENSOR))
+        specs, classes = [], {}
+        for name, msgtype, role, qos in wanted:
+            cls = self._message_class(name, msgtype)
+            if cls is not None:
+                specs.append(TopicSpec(self.resolve_topic_name(name), msgtype, role))
+                classes[specs[-1].topic] = (cls, qos)
+        self.recorder = Recorder(specs, self.params, self._log)
+        self.warned: set = set()
+        for spec in specs:
+            cls, qos = classes[spec.topic]
+            events = SubscriptionEventCallbacks(
+                incompatible_qos=lambda info, t=spec.topic: self._warn_once(
+                    t, f'{t}: a publisher has incompatible QoS (policy {info.last_policy_kind}); not recorded'),
+                incompatible_type=lambda _info, t=spec.topic, m=spec.msgtype: self._warn_once(
+                    t + 'type', f'{t}: a publisher uses another message type than {m}; not recorded'))
+            self.create_subscription(cls, spec.topic, lambda raw, t=spec.topic: self.recorder.offer(t, raw),
+                                     qos, raw=True, event_callbacks=events)
+        self.diag_pub = self.create_publisher(DiagnosticArray, tp.DIAGNOSTICS, 10)
+        if self.params.diagnostics_period_s > 0:
+            self.create_timer(self.params.diagnostics_period_s, self._diagnostics)
+        self.recorder.start()
+        self.get_logger().info(f'recording {len(specs)} topics to {self.params.output_root} (k={self.params.k}, '
+                               f'queue {self.params.queue_size}, chunk {self.params.chunk_size_bytes} B, flush '
+                               f'{self.params.flush_period_s} s)')
+
+    def _message_class(self, name: str, msgtype: str):
+        """The rclpy class of 'pkg/msg/Type', or None with a clear warning (the topic is then not recorded)."""
+        pkg, _, typ = msgtype.partition('/msg/')
+        try:
+            cls = getattr(importlib.import_module(f'{pkg}.msg'), typ)
+        except (ImportError, AttributeError, ValueError):
+            cls = None
+        if cls is None or msgtype not in self.store.fielddefs:
+            self.get_logger().warning(f'topic {name!r}: unknown message type {msgtype!r} (expected pkg/msg/Type of an '
+                                      f'installed standard package); not recorded')
+            return None
+        return cls
+
+    def _log(self, level: str, text: str) -> None:
+        getattr(self.get_logger(), {'warn': 'warning'}.get(level, level))(text)
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            self.get_logger().warning(text)
+
+    def _diagnostics(self) -> None:
+        snap = self.recorder.snapshot()
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        ok, warn = DiagnosticStatus.OK, DiagnosticStatus.WARN
+        head = DiagnosticStatus(name='recorder', hardware_id='hapo_recorder',
+                                level=warn if snap['errors'] else ok,
+                                message=snap['last_error'] or ('recording' if snap['episode_open'] else 'idle'))
+        head.values = [KeyValue(key=k, value=str(snap[k])) for k in ('episode_open', 'bag', 'queue',
+                                                                     'episodes_written', 'errors')]
+        msg.status.append(head)
+        for topic, c in snap['topics'].items():
+            st = DiagnosticStatus(name=f'recorder: {topic}', hardware_id='hapo_recorder',
+                                  level=warn if c['dropped'] else ok,
+                                  message=f'{c["rate_hz"]} Hz, {c["dropped"]} dropped')
+            st.values = [KeyValue(key=k, value=str(v)) for k, v in c.items()]
+            msg.status.append(st)
+        self.diag_pub.publish(msg)
+
+
+def main(args=None) -> int:
+    try:
+        with rclpy.init(args=args):
+            node = None
+            try:
+                node = RecorderNode()
+                rclpy.spin(node)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                pass
+            finally:
+                if node is not None:
+                    node.recorder.stop()  # drains the queue and closes the open episode as 'aborted'
+    except ParamError as exc:
+        print(f'recorder_node: {exc}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
