@@ -1,0 +1,345 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""Episode bags -> PreferenceDataset: one sample per executed training step, cached on disk.
+
+Data flow::
+
+    bag dir --read_episode--> Episode --relabel(sources, K, demo)--> labels (-1 = not a training step)
+        each executed step: action + source + the observation it answered (image by stamp, joint state)
+        drop rules (counted by reason) --> arrays --> <cache>/<key>/{arrays.safetensors, meta.json, summary.json}
+
+Labels are recomputed with the requested K by ``hapo_recorder.relabel`` (the one relabel function, the same
+the recorder tags with). The drop rule on out-of-range actions uses the *base checkpoint's* q01/q99, so
+actions tokenise the way the policy was trained. The cache key hashes every bag file (path, size, mtime) and
+the options, so a changed bag or option rebuilds and a second run reads arrays only (no image decoding).
+Nothing is pickled: arrays go to safetensors, the rest to JSON.
+
+Command line (also ``hapo dataset``)::
+
+    python -m hapo_trainer.dataset --bags runs/episodes --policy ckpt/base [--K 10] [--method hapo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from hapo_interfaces.enums import ControlSource
+from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
+from hapo_recorder.relabel import NOT_TRAINING, relabel
+from hapo_trainer.algos import METHODS, get_algo
+from hapo_trainer.config import DataConfig
+
+CACHE_VERSION = 1
+_CLASS_NAMES = {1: 'correct', 2: 'correction', 0: 'undesirable'}
+
+
+class DatasetError(RuntimeError):
+    """A dataset that cannot be built or used; one line naming the cause and the fix."""
+
+
+@dataclass
+class PreferenceDataset:
+    """Training samples as arrays (N = samples); ``sample(i)`` is what ``VlaPolicy.encode_batch`` takes."""
+
+    images: dict[str, np.ndarray]  # camera -> (N, H, W, 3) uint8
+    proprio: np.ndarray  # (N, P) float32 (P = 0 when the policy takes none)
+    actions: np.ndarray  # (N, 7) float32, executed actions in raw units
+    labels: np.ndarray  # (N,) int8: 1 correct, 2 correction, 0 undesirable
+    episode: np.ndarray  # (N,) int32 index into ``episodes``
+    step: np.ndarray  # (N,) int32 step index inside its episode
+    instruction_id: np.ndarray  # (N,) int32 index into ``instructions``
+    instructions: list[str]
+    episodes: list[str]  # bag paths
+    summary: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the cache directory it was loaded from / saved to
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def sample(self, i: int) -> tuple[dict[str, np.ndarray], str, np.ndarray | None]:
+        """(images by camera, instruction, proprio) of sample ``i``."""
+        proprio = self.proprio[i] if self.proprio.shape[1] else None
+        return ({cam: arr[i] for cam, arr in self.images.items()}, self.instructions[self.instruction_id[i]], proprio)
+
+    def class_counts(self) -> dict[str, int]:
+        return {name: int(np.count_nonzero(self.labels == c)) for c, name in _CLASS_NAMES.items()}
+
+    # -- disk ---------------------------------------------------------------------------------------------------
+    def save(self, path: Path) -> Path:
+        """Write the cache directory atomically (temp dir + rename); safetensors + JSON only."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
+        try:
+            arrays = {f'images/{cam}': np.ascontiguousarray(a) for cam, a in self.images.items()}
+            arrays.update(proprio=self.proprio, actions=self.actions, labels=self.labels, episode=self.episode,
+                          step=self.step, instruction_id=self.instruction_id)
+            save_file(arrays, str(tmp / 'arrays.safetensors'))
+            meta = {'cache_version': CACHE_VERSION, 'instructions': self.instructions, 'episodes': self.episodes,
+                    'cameras': list(self.images)}
+            (tmp / 'meta.json').write_text(json.dumps(meta, indent=2) + '\n')
+            (tmp / 'summary.json').write_text(json.dumps(self.summary, indent=2, sort_keys=True) + '\n')
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> PreferenceDataset:
+        try:
+            meta = json.loads((path / 'meta.json').read_text())
+            summary = json.loads((path / 'summary.json').read_text())
+            arrays = load_file(str(path / 'arrays.safetensors'))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f'dataset cache {path} unreadable ({exc}); delete it to rebuild') from None
+        if meta.get('cache_version') != CACHE_VERSION:
+            raise DatasetError(f'dataset cache {path} has version {meta.get("cache_version")}, need {CACHE_VERSION}')
+        return cls(images={cam: arrays[f'images/{cam}'] for cam in meta['cameras']}, proprio=arrays['proprio'],
+                   actions=arrays['actions'], labels=arrays['labels'], episode=arrays['episode'],
+                   step=arrays['step'], instruction_id=arrays['instruction_id'], instructions=meta['instructions'],
+                   episodes=meta['episodes'], summary=summary, path=path)
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What the dataset depends on besides the bags: data options and what the base policy expects."""
+
+    data: DataConfig
+    cameras: tuple[str, ...]
+    proprio_dim: int
+    q01: tuple[float, ...]
+    q99: tuple[float, ...]
+
+    @classmethod
+    def for_policy(cls, data: DataConfig, policy: Any) -> BuildSpec:
+        return cls(data, tuple(policy.camera_names), int(policy.proprio_dim),
+                   tuple(float(v) for v in policy.stats.q01), tuple(float(v) for v in policy.stats.q99))
+
+    def options(self) -> dict[str, Any]:
+        """Everything that changes the arrays (cache_dir does not)."""
+        data = {k: v for k, v in dataclasses.asdict(self.data).items() if k != 'cache_dir'}
+        return {'data': data, 'cameras': list(self.cameras), 'proprio_dim': self.proprio_dim,
+                'q01': list(self.q01), 'q99': list(self.q99), 'cache_version': CACHE_VERSION}
+
+
+def cache_key(bags: Sequence[Path], spec: BuildSpec) -> str:
+    """sha256 of every file of every bag (resolved path, size, mtime_ns) and the build options."""
+    files = []
+    for bag in bags:
+        for f in sorted(p for p in Path(bag).rglob('*') if p.is_file()):
+            st = f.stat()
+            files.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+    body = json.dumps({'files': files, 'options': spec.options()}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:20]
+
+
+def default_cache_dir(data: DataConfig) -> Path:
+    if data.cache_dir:
+        return Path(data.cache_dir).expanduser()
+    return Path(os.environ.get('HAPO_CACHE', Path.home() / '.cache' / 'hapo')) / 'datasets'
+
+
+def _nearest_before(stamps: np.ndarray, t: int, max_lag_ns: int) -> int | None:
+    """Index of the exact stamp ``t``, else of the latest stamp in [t - max_lag_ns, t]; None if none."""
+    j = int(np.searchsorted(stamps, t, side='right')) - 1  # stamps sorted ascending
+    if j < 0 or t - stamps[j] > max_lag_ns:
+        return None
+    return j
+
+
+def _episode_samples(ep: Any, spec: BuildSpec, drops: dict[str, int]) -> dict[str, Any]:
+    """Rows of one episode that survive the drop rules; every dropped step counted by its reason."""
+    d = spec.data
+    labels = relabel(ep.sources, d.K, demo=ep.demo)  # (N,) recomputed with the requested K
+    q01, q99 = np.asarray(spec.q01), np.asarray(spec.q99)
+    margin = d.range_margin * (q99 - q01)  # (7,)
+    max_lag_ns = int(d.max_obs_lag_ms * 1e6)
+    cam_stamps = {cam: np.sort(np.fromiter(ep.images.get(cam, {}).keys(), dtype=np.int64)) for cam in spec.cameras}
+    js_stamps = np.sort(np.fromiter(ep.joint_states.keys(), dtype=np.int64))
+    keep: list[tuple[int, dict[str, int], int | None]] = []
+    for i, (stamp, action, label) in enumerate(zip(ep.step_stamps_ns.tolist(), ep.actions, labels, strict=True)):
+        reason = None
+        if label == NOT_TRAINING:
+            reason = 'not_training'  # NONE / STOPPED hold commands
+        elif not np.all(np.isfinite(action)):
+            reason = 'nonfinite'
+        elif d.drop_noop and np.all(np.abs(action[:6]) <= d.noop_eps):
+            reason = 'noop'
+        elif d.max_abs_action > 0 and np.any(np.abs(action) > d.max_abs_action):
+            reason = 'too_large'
+        elif d.range_margin >= 0 and np.any((action < q01 - margin) | (action > q99 + margin)):
+            reason = 'out_of_range'
+        frames: dict[str, int] = {}
+        if reason is None:
+            for cam in spec.cameras:
+                j = _nearest_before(cam_stamps[cam], stamp, max_lag_ns)
+                if j is None:
+                    reason = f'no_image_{cam}'
+                    break
+                frames[cam] = int(cam_stamps[cam][j])
+        js = None
+        if reason is None and spec.proprio_dim > 0:
+            j = _nearest_before(js_stamps, stamp, max_lag_ns)
+            if j is None or len(ep.joint_states[int(js_stamps[j])]) < spec.proprio_dim:
+                reason = 'no_proprio'
+            else:
+                js = int(js_stamps[j])
+        if reason is not None:
+            drops[reason] = drops.get(reason, 0) + 1
+            continue
+        keep.append((i, frames, js))
+    return {'keep': keep, 'labels': labels}
+
+
+def build_dataset(bags: Sequence[str | Path], spec: BuildSpec, *, method: str = 'hapo', cache_dir: Path | None = None,
+                  rebuild: bool = False, log: Callable[[str], None] = print, progress: bool = True,
+                  ) -> PreferenceDataset:
+    """Build (or load from cache) the dataset of ``bags``; DatasetError when unusable for ``method``."""
+    try:
+        paths = list_episodes(bags)
+    except BagError as exc:
+        raise DatasetError(str(exc)) from None
+    if not paths:
+        raise DatasetError(f'no episode bags under {", ".join(map(str, bags))}')
+    cache_dir = cache_dir or default_cache_dir(spec.data)
+    key = cache_key(paths, spec)
+    target = cache_dir / key
+    if target.is_dir() and not rebuild:
+        ds = PreferenceDataset.load(target)
+        log(f'dataset: {len(ds)} samples from cache {target}')
+    else:
+        ds = _build(paths, spec, log, progress)
+        ds.summary['cache_key'] = key
+        ds.save(target)
+        log(f'dataset: {len(ds)} samples built into {target}')
+    check_usable(ds, method)
+    return ds
+
+
+def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progress: bool) -> PreferenceDataset:
+    from tqdm import tqdm
+
+    drops: dict[str, int] = {}
+    skipped: list[dict[str, str]] = []
+    images: dict[str, list[np.ndarray]] = {cam: [] for cam in spec.cameras}
+    cols: dict[str, list] = {'proprio': [], 'actions': [], 'labels': [], 'episode': [], 'step': [], 'instr': []}
+    instructions: list[str] = []
+    episodes: list[str] = []
+    relabelled_steps = human_steps = 0
+    for path in tqdm(paths, desc='dataset', unit='bag', disable=not progress):
+        try:
+            ep = read_episode(path, decode_images=True)
+        except BagError as exc:
+            log(f'dataset: skipping unreadable bag {path}: {exc}')
+            skipped.append({'path': str(path), 'reason': str(exc)})
+            continue
+        if ep.truncated:
+            log(f'dataset: skipping truncated bag {path} (no metadata.yaml: the recorder was killed)')
+            skipped.append({'path': str(path), 'reason': 'truncated'})
+            continue
+        rows = _episode_samples(ep, spec, drops)
+        relabelled_steps += int(np.count_nonzero(rows['labels'] == 0))
+        human_steps += int(np.count_nonzero(ep.sources == ControlSource.HUMAN))
+        if not rows['keep']:
+            continue
+        if ep.instruction not in instructions:
+            instructions.append(ep.instruction)
+        ei = len(episodes)
+        episodes.append(str(path))
+        for i, frames, js in rows['keep']:
+            for cam in spec.cameras:
+                images[cam].append(ep.images[cam][frames[cam]])
+            cols['proprio'].append(ep.joint_states[js][:spec.proprio_dim] if js is not None else np.zeros(0))
+            cols['actions'].append(ep.actions[i])
+            cols['labels'].append(rows['labels'][i])
+            cols['episode'].append(ei)
+            cols['step'].append(i)
+            cols['instr'].append(instructions.index(ep.instruction))
+    n = len(cols['labels'])
+    stacked = {}
+    for cam, frames_list in images.items():
+        shapes = {f.shape for f in frames_list}
+        if len(shapes) > 1:
+            raise DatasetError(f'camera {cam!r} images have different sizes {sorted(shapes)} across bags; '
+                               f'record one resolution per camera')
+        stacked[cam] = np.stack(frames_list) if n else np.zeros((0, 1, 1, 3), np.uint8)  # (N, H, W, 3)
+    ds = PreferenceDataset(
+        images=stacked,
+        proprio=np.asarray(cols['proprio'], dtype=np.float32).reshape(n, spec.proprio_dim),  # (N, P)
+        actions=np.asarray(cols['actions'], dtype=np.float32).reshape(n, 7),  # (N, 7)
+        labels=np.asarray(cols['labels'], dtype=np.int8),  # (N,)
+        episode=np.asarray(cols['episode'], dtype=np.int32), step=np.asarray(cols['step'], dtype=np.int32),
+        instruction_id=np.asarray(cols['instr'], dtype=np.int32), instructions=instructions, episodes=episodes)
+    counts = ds.class_counts()
+    n_policy_or_human = counts['correct'] + counts['correction'] + counts['undesirable']
+    ds.summary = {
+        'samples': n, 'classes': counts, 'drops': dict(sorted(drops.items())), 'bags': len(paths),
+        'episodes_used': len(episodes), 'skipped_bags': skipped, 'relabelled_undesirable_steps': relabelled_steps,
+        'intervention_ratio': (counts['correction'] / n_policy_or_human) if n_policy_or_human else 0.0,
+        'human_steps_in_bags': human_steps, 'options': spec.options(),
+    }
+    return ds
+
+
+def check_usable(ds: PreferenceDataset, method: str) -> None:
+    """DatasetError if ``method`` needs a class the dataset lacks (never a silent BC run)."""
+    counts = ds.class_counts()
+    for c in get_algo(method).needs_classes:
+        if counts[_CLASS_NAMES[c]] == 0:
+            why = {2: 'no usable corrections (c=2): were there interventions, and did they survive the drop rules?',
+                   0: 'no undesirable samples (c=0): K=0, or no policy steps before the interventions?',
+                   1: 'no desirable policy/demo samples (c=1)'}[c]
+            raise DatasetError(f'dataset {ds.path or ""} has {why} Method {method!r} needs them '
+                               f'(classes {counts}, drops {ds.summary.get("drops", {})}); use --method bc to '
+                               f'train on demos only')
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or reuse) the dataset of some bags for a base policy and print its summary.json path."""
+    parser = argparse.ArgumentParser(prog='hapo dataset', description=main.__doc__)
+    parser.add_argument('--bags', nargs='+', required=True, help='episode bag directories, or directories of them')
+    parser.add_argument('--policy', required=True, help='base checkpoint (gives cameras, proprio size, q01/q99)')
+    parser.add_argument('--K', type=int, default=None, help='relabel window (default: the config, 10)')
+    parser.add_argument('--method', default='hapo', choices=METHODS, help='checks the classes this method needs')
+    parser.add_argument('--config', default=None, help='trainer YAML (its data: group applies)')
+    parser.add_argument('--cache-dir', default=None, help='dataset cache directory')
+    parser.add_argument('--rebuild', action='store_true', help='ignore an existing cache entry')
+    args = parser.parse_args(argv)
+    from hapo_policy.errors import CheckpointError
+    from hapo_policy.model import VlaPolicy
+    from hapo_trainer.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+        if args.K is not None:
+            cfg = cfg.replace(**{'data.K': args.K})
+        policy = VlaPolicy.from_pretrained(args.policy)
+        ds = build_dataset(args.bags, BuildSpec.for_policy(cfg.data, policy), method=args.method,
+                           cache_dir=Path(args.cache_dir) if args.cache_dir else None, rebuild=args.rebuild,
+                           log=lambda m: print(m, file=sys.stderr))
+    except (DatasetError, ConfigError, CheckpointError) as exc:
+        print(f'hapo dataset: {exc}', file=sys.stderr)
+        return 2
+    print(json.dumps({'summary': str(ds.path / 'summary.json'), **ds.summary['classes']}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""PreferenceDataset from bags written by hapo_recorder's EpisodeWriter: pairing, labels, drops, cache, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from train.episode_bags import CAMERA, SOURCES, tiny_policy, write_bags, write_episode
+
+from hapo_policy.model import VlaPolicy
+from hapo_recorder.bag_reader import read_episode
+from hapo_recorder.relabel import relabel
+from hapo_trainer.config import DataConfig
+from hapo_trainer.dataset import BuildSpec, DatasetError, PreferenceDataset, build_dataset, main
+
+
+@pytest.fixture(scope='module')
+def base(tmp_path_factory):
+    return VlaPolicy.from_pretrained(tiny_policy(tmp_path_factory.mktemp('ckpt') / 'base'))
+
+
+def spec(policy, **data):
+    return BuildSpec.for_policy(DataConfig(**data), policy)
+
+
+def test_steps_paired_with_their_observation_and_relabelled(tmp_path, base):
+    bags = write_bags(tmp_path / 'bags', n=2)
+    ds = build_dataset([tmp_path / 'bags'], spec(base, K=3), cache_dir=tmp_path / 'cache', progress=False)
+    per_ep = len(SOURCES) - 1  # the one NONE hold step is not a training step
+    assert len(ds) == 2 * per_ep
+    expected = relabel(np.array(SOURCES), 3)
+    ep = read_episode(bags[0])
+    rows = np.flatnonzero(ds.episode == 0)
+    for r in rows:
+        i = ds.step[r]
+        assert ds.labels[r] == expected[i]
+        np.testing.assert_array_equal(ds.actions[r], ep.actions[i])
+        np.testing.assert_array_equal(ds.images[CAMERA][r], ep.images[CAMERA][int(ep.step_stamps_ns[i])])
+        np.testing.assert_allclose(ds.proprio[r], ep.joint_states[int(ep.step_stamps_ns[i])][:9], rtol=1e-6)
+    assert ds.class_counts() == {'correct': 2 * 16, 'correction': 2 * 5, 'undesirable': 2 * 3}
+    summary = json.loads((ds.path / 'summary.json').read_text())
+    assert summary['drops'] == {'not_training': 2}
+    assert summary['intervention_ratio'] == pytest.approx(10 / 48)
+    images, instruction, proprio = ds.sample(int(rows[0]))
+    assert instruction == 'lift the cube' and images[CAMERA].shape == (16, 16, 3) and proprio.shape == (9,)
+
+
+def test_cache_reused_and_invalidated(tmp_path, base):
+    write_bags(tmp_path / 'bags', n=2)
+    logs: list[str] = []
+    kw = {'cache_dir': tmp_path / 'cache', 'log': logs.append, 'progress': False}
+    first = build_dataset([tmp_path / 'bags'], spec(base), **kw)
+    second = build_dataset([tmp_path / 'bags'], spec(base), **kw)
+    assert 'from cache' in logs[-1] and second.path == first.path
+    np.testing.assert_array_equal(second.images[CAMERA], first.images[CAMERA])
+    assert build_dataset([tmp_path / 'bags'], spec(base, K=5), **kw).path != first.path  # option changed
+    write_episode(tmp_path / 'bags', 3, seed=7)  # a bag added
+    third = build_dataset([tmp_path / 'bags'], spec(base), **kw)
+    assert third.path != first.path and 'built' in logs[-1] and len(third) == len(first) * 3 // 2
+
+
+def test_drop_rules_counted_by_reason(tmp_path, base):
+    write_bags(tmp_path / 'bags', n=1)
+    # every step has |gripper| = 1 > 0.9: all 24 training steps dropped, counted, and the error says so
+    with pytest.raises(DatasetError, match=r"drops \{'not_training': 1, 'too_large': 24\}"):
+        build_dataset([tmp_path / 'bags'], spec(base, max_abs_action=0.9), cache_dir=tmp_path / 'c', progress=False)
+    ds = build_dataset([tmp_path / 'bags'], spec(base, range_margin=-0.99), cache_dir=tmp_path / 'c', progress=False)
+    assert ds.summary['drops'] == {'not_training': 1}  # negative margin keeps everything
+    ds = build_dataset([tmp_path / 'bags'], spec(base, range_margin=0.0), cache_dir=tmp_path / 'c', progress=False)
+    assert ds.summary['drops'].get('out_of_range', 0) > 0  # beyond the base checkpoint's q01/q99
+
+
+def test_truncated_and_unreadable_bags_are_skipped_with_their_name(tmp_path, base):
+    write_bags(tmp_path / 'bags', n=2)
+    cut = write_episode(tmp_path / 'bags', 9, seed=3, close=False)
+    junk = tmp_path / 'bags' / 'junk'
+    junk.mkdir()
+    (junk / 'junk.mcap').write_bytes(b'not an mcap file at all')
+    logs: list[str] = []
+    ds = build_dataset([tmp_path / 'bags'], spec(base), cache_dir=tmp_path / 'c', log=logs.append, progress=False)
+    assert ds.summary['episodes_used'] == 2
+    skipped = {s['path'] for s in ds.summary['skipped_bags']}
+    assert skipped == {str(cut), str(junk)}
+    assert any(str(cut) in line and 'truncated' in line for line in logs)
+
+
+def test_missing_classes_are_a_clear_error_except_for_bc(tmp_path, base):
+    root = tmp_path / 'bags'
+    write_episode(root, 1, sources=[1] * 10, seed=1)
+    with pytest.raises(DatasetError, match='no usable corrections'):
+        build_dataset([root], spec(base), cache_dir=tmp_path / 'c', progress=False)
+    assert len(build_dataset([root], spec(base), method='bc', cache_dir=tmp_path / 'c', progress=False)) == 10
+    with pytest.raises(DatasetError, match='no undesirable samples'):
+        build_dataset([tmp_path / 'bags2' if write_bags(tmp_path / 'bags2', n=1) else None], spec(base, K=0),
+                      cache_dir=tmp_path / 'c', progress=False)
+
+
+def test_cache_round_trip_is_exact(tmp_path, base):
+    write_bags(tmp_path / 'bags', n=1)
+    ds = build_dataset([tmp_path / 'bags'], spec(base), cache_dir=tmp_path / 'c', progress=False)
+    copy = ds.save(tmp_path / 'copy')
+    back = PreferenceDataset.load(copy)
+    for name in ('proprio', 'actions', 'labels', 'episode', 'step', 'instruction_id'):
+        np.testing.assert_array_equal(getattr(back, name), getattr(ds, name))
+    assert back.summary == ds.summary and back.instructions == ds.instructions
+    shutil.rmtree(copy)
+
+
+def test_cli(tmp_path, base, capsys):
+    write_bags(tmp_path / 'bags', n=1)
+    ckpt = tmp_path / 'ckpt'
+    base.save_pretrained(ckpt)
+    assert main(['--bags', str(tmp_path / 'bags'), '--policy', str(ckpt), '--cache-dir', str(tmp_path / 'c')]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out['correction'] == 5 and (tmp_path / 'c').is_dir()
+    assert main(['--bags', str(tmp_path / 'none'), '--policy', str(ckpt)]) == 2
+    assert 'hapo dataset:' in capsys.readouterr().err
