@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""policy_node as a real process over DDS: stamped actions, bad frames survive, bad checkpoint exits 2."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from helpers import wait_for
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from hapo_interfaces import topics
+from hapo_interfaces.images import fill_image
+from hapo_interfaces.records import read_action
+from hapo_interfaces.stamps import to_ns
+from hapo_policy.init_checkpoint import main as init_checkpoint
+
+pytestmark = pytest.mark.graph
+
+NODE = 'hapo_policy.policy_node'
+START_S = 60.0  # torch + transformers import and model load on 2 busy cores
+PARAMS = {'torch_threads': 1, 'diagnostics_period_s': 0.3}
+
+
+class Probe:
+    """Test-side node in its own Context, spun in a thread: publishes camera/joints, records policy output."""
+
+    def __init__(self, domain: int):
+        self.ctx = Context()
+        rclpy.init(context=self.ctx, domain_id=domain)
+        self.node = rclpy.create_node('policy_probe', context=self.ctx)
+        self.lock = threading.Lock()
+        self.actions: list[JointState] = []
+        self.entropies: list[JointState] = []
+        self.diagnostics: list[dict[str, str]] = []
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        n = self.node
+        n.create_subscription(JointState, topics.POLICY_ACTION, lambda m: self._add(self.actions, m), reliable)
+        n.create_subscription(JointState, topics.POLICY_ENTROPY, lambda m: self._add(self.entropies, m), reliable)
+        n.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, 10)
+        self.image = n.create_publisher(Image, topics.camera_topic('agentview'), 10)
+        self.joints = n.create_publisher(JointState, topics.JOINT_STATES, 10)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.instruction = n.create_publisher(String, topics.INSTRUCTION, latched)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(n)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.sent: list[int] = []
+
+    def _add(self, target: list, item) -> None:
+        with self.lock:
+            target.append(item)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith('policy_node'):
+                self._add(self.diagnostics, {kv.key: kv.value for kv in status.values})
+
+    def send(self, stamp_ns: int, encoding: str = 'rgb8') -> None:
+        js = JointState(name=[f'j{i}' for i in range(9)], position=[0.1] * 9)
+        js.header.stamp.sec, js.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        self.joints.publish(js)
+        msg = fill_image(Image(), np.full((128, 128, 3), stamp_ns % 251, np.uint8), stamp_ns, 'agentview')
+        if encoding != 'rgb8':  # same bytes, declared as a type the node cannot use
+            msg.encoding = encoding
+            msg.step = 128 * (2 * 3 if encoding == 'bgr16' else 4)
+            msg.data = bytes(128 * msg.step)
+        else:
+            self.sent.append(stamp_ns)
+        self.image.publish(msg)
+
+    def stamps(self, msgs: list[JointState]) -> list[int]:
+        with self.lock:
+            return [to_ns(m.header.stamp) for m in msgs]
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def probe(ros_domain):
+    p = Probe(ros_domain)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp('policy') / 'ck'
+    assert init_checkpoint(['--out', str(path), '--seed', '1']) == 0
+    return path
+
+
+def _send_until(probe: Probe, cond, timeout_s: float, what: str, encoding: str = 'rgb8') -> None:
+    """Publish a frame every poll (new stamp each) until ``cond``; the node may still be starting."""
+    counter = iter(range(1, 10**6))
+
+    def step() -> bool:
+        probe.send(1_000_000_000 + next(counter) * 50_000_000, encoding)
+        return cond()
+
+    wait_for(step, timeout_s, poll_s=0.1, what=what)
+
+
+def test_actions_carry_the_image_stamp(start_node, probe, checkpoint):
+    node = start_node(NODE, params={**PARAMS, 'checkpoint': str(checkpoint)})
+    probe.instruction.publish(String(data='lift the cube'))
+    _send_until(probe, lambda: len(probe.actions) >= 3 and len(probe.entropies) >= 3, START_S, 'three actions')
+    action_stamps, entropy_stamps = probe.stamps(probe.actions), probe.stamps(probe.entropies)
+    assert set(action_stamps) <= set(probe.sent)  # every action answers a frame we sent, stamped with it
+    assert set(action_stamps) & set(entropy_stamps)  # entropy carries the same stamp as its action
+    with probe.lock:
+        msg = probe.actions[-1]
+        ent = probe.entropies[-1]
+    assert msg.header.frame_id == 'policy' and len(read_action(msg)) == 7 and tuple(msg.name) == topics.ACTION_DIMS
+    assert all(0.0 <= e <= np.log(256) + 1e-3 for e in ent.position)
+    wait_for(lambda: probe.diagnostics and int(probe.diagnostics[-1]['inferences']) >= 3, 10.0, what='diagnostics')
+    diag = probe.diagnostics[-1]
+    assert int(diag['frames_received']) >= 3 and float(diag['latency_p50_ms']) > 0
+    assert diag['checkpoint'] == str(checkpoint) and len(diag['policy_id']) == 16
+    node.signal(signal.SIGTERM)
+    assert node.wait(timeout_s=15) == 0, node.log()
+
+
+@pytest.mark.parametrize('encoding', ['bgr16', '32FC1'])
+def test_bad_encoding_warns_and_node_keeps_running(start_node, probe, checkpoint, encoding):
+    node = start_node(NODE, params={**PARAMS, 'checkpoint': str(checkpoint)})
+    _send_until(probe, lambda: f'encoding {encoding!r}' in node.log(), START_S, 'bad-frame warning', encoding)
+    assert 'camera/agentview/image_raw' in node.log() and node.running()
+    _send_until(probe, lambda: len(probe.actions) >= 1, 20.0, 'an action after the bad frames')
+    wait_for(lambda: probe.diagnostics and int(probe.diagnostics[-1]['bad_frames']) >= 1, 10.0, what='bad_frames')
+    assert 'Traceback' not in node.log()
+
+
+def test_missing_checkpoint_exits_2_with_one_line(start_node, tmp_path):
+    node = start_node(NODE, params={'checkpoint': str(tmp_path / 'nowhere')})
+    assert node.wait(timeout_s=START_S) == 2
+    log = node.log()
+    lines = [line for line in log.splitlines() if 'cannot load checkpoint' in line]
+    assert len(lines) == 1 and lines[0].endswith(f'policy_node: cannot load checkpoint {tmp_path / "nowhere"}: '
+                                                 'no such directory'), log
+    assert 'Traceback' not in log
