@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from hapo_interfaces.enums import ControlSource as S
@@ -94,3 +97,23 @@ def test_episode_no_auto_reset():
     ep = Episodes(seed=0, horizon=5, auto_reset=False)
     ep.start()
     assert ep.finish() is False and ep.can_start()
+
+
+def test_sim_params_defaults_and_validation():
+    from hapo_interfaces.params import ParamError, from_mapping
+    from hapo_sim.sim_params import SimParams
+
+    p = from_mapping(SimParams, {})
+    assert (p.task, p.cameras, p.image_size, p.mode, p.control_rate_hz, p.horizon) == (
+        'lift', ['agentview'], 128, 'lockstep', 20.0, 200)
+    assert from_mapping(SimParams, {'task': 'PickPlaceCan', 'cameras': ['a', 'b']}).cameras == ['a', 'b']
+    with pytest.raises(ParamError, match="mode='fast' not one of"):
+        from_mapping(SimParams, {'mode': 'fast'})
+    with pytest.raises(ParamError, match='image_size=4 outside'):
+        from_mapping(SimParams, {'image_size': 4})
+
+
+def test_library_modules_import_without_rclpy():
+    code = ("import sys; sys.modules['rclpy'] = None\n"
+            'import hapo_sim.env, hapo_sim.experts, hapo_sim.stepping, hapo_sim.sim_params')
+    subprocess.run([sys.executable, '-c', code], check=True, timeout=120)

@@ -14,7 +14,6 @@ the episode). Service ``sim/reset`` (std_srvs/Trigger). Stepping rules: see ``st
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -27,32 +26,15 @@ from std_srvs.srv import Trigger
 from hapo_interfaces import topics
 from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.images import fill_image
-from hapo_interfaces.params import ParamError, param
+from hapo_interfaces.params import ParamError
 from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, encode_event, read_step
 from hapo_interfaces.ros_params import declare
 from hapo_interfaces.stamps import fill
-from hapo_sim.env import DEFAULT_INSTRUCTIONS, TASKS, SimEnv, SimError, flatten_state, task_key
+from hapo_sim.env import DEFAULT_INSTRUCTIONS, SimEnv, SimError, flatten_state, task_key
+from hapo_sim.sim_params import SimParams
 from hapo_sim.stepping import Episodes, LatestCommand, Lockstep, StampClock, Verdict
 
 ORIGIN = 'sim'
-
-
-@dataclass(frozen=True)
-class SimParams:
-    task: str = param('lift', 'task to simulate', choices=(*TASKS, *TASKS.values()), read_only=True)
-    cameras: list[str] = param(['agentview'], 'cameras to render, e.g. robot0_eye_in_hand', read_only=True)
-    image_size: int = param(128, 'square image side', unit='px', lo=8, hi=1024, read_only=True)
-    seed: int = param(0, 'seed of episode 0; episode i uses seed + i', lo=0, hi=2**31 - 1, read_only=True)
-    mode: str = param('lockstep', 'lockstep: one step per answered observation; realtime: timer',
-                      choices=('lockstep', 'realtime'), read_only=True)
-    control_rate_hz: float = param(20.0, 'control rate (sim time per step; timer rate in realtime)',
-                                   unit='Hz', lo=1.0, hi=500.0, read_only=True)
-    horizon: int = param(200, 'steps per episode before FAILURE (reason horizon)', lo=1, hi=10**6)
-    instruction: str = param('', 'task instruction; empty = the task default (e.g. lift the cube)')
-    auto_reset: bool = param(True, 'start the next episode after success/failure')
-    max_episodes: int = param(0, 'stop (stay idle) after this many episodes; 0 = unlimited', lo=0, hi=10**9)
-    republish_s: float = param(1.0, 'lockstep: republish an unanswered observation (same stamp) after this '
-                               'long, for subscribers that joined late; 0 = never', unit='s', lo=0.0, hi=60.0)
 
 
 class SimNode(Node):
