@@ -21,6 +21,8 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'recorder_node = hapo_recorder.recorder_node:main',
+            'info = hapo_recorder.info:main',
         ],
     },
 )

@@ -89,7 +89,13 @@ class RecorderNode(Node):
         return cls
 
     def _log(self, level: str, text: str) -> None:
-        getattr(self.get_logger(), {'warn': 'warning'}.get(level, level))(text)
+        # one call site per severity: rclpy refuses a severity change at the same call site
+        if level == 'error':
+            self.get_logger().error(text)
+        elif level == 'warn':
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().info(text)
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self.warned:

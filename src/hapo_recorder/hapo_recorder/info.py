@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""One line per episode bag: task, instruction, outcome, steps, interventions, labels, drops (no ROS).
+
+    python -m hapo_recorder.info runs/episodes            # every episode bag in the directory
+    python -m hapo_recorder.info runs/episodes/2025*_ep0003_lift --json
+    ros2 run hapo_recorder info DIR...                     # also `hapo bag-info DIR...` (calls main(argv))
+
+A bag cut by a crash is listed as truncated (read up to its last complete chunk); an unreadable one as a
+one-line error. Exits 1 only when nothing could be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from hapo_recorder.bag_reader import BagError, Episode, list_episodes, read_episode
+from hapo_recorder.relabel import label_counts
+
+
+def summary(ep: Episode) -> dict:
+    """The numbers of one line, as a dict (also the --json output)."""
+    steps = len(ep.sources)
+    human = int((ep.sources == 2).sum())
+    counts = ep.metadata.get('topic_counts') or {}
+    dropped = sum(int(c.get('dropped', 0)) for c in counts.values()) if isinstance(counts, dict) else 0
+    return {'path': str(ep.path), 'task': ep.task, 'instruction': ep.instruction, 'outcome': ep.outcome,
+            'truncated': ep.truncated, 'demo': ep.demo, 'k': ep.k, 'steps': steps, 'interventions': ep.interventions,
+            'intervention_ratio': round(human / steps, 3) if steps else 0.0, 'labels': label_counts(ep.labels),
+            'dropped': dropped, 'skipped': sum(ep.skipped.values())}
+
+
+def format_line(s: dict) -> str:
+    lab = s['labels']
+    return (f'{s["path"]}: task={s["task"]!r} instruction={s["instruction"]!r} outcome={s["outcome"]}'
+            f'{" (truncated: read up to the last complete chunk)" if s["truncated"] else ""}'
+            f'{" demo" if s["demo"] else ""} steps={s["steps"]} interventions={s["interventions"]} '
+            f'intervention_ratio={s["intervention_ratio"]:.3f} labels c1={lab["policy"]} c2={lab["correction"]} '
+            f'c0={lab["undesirable"]} none={lab["not_training"]} (k={s["k"]}) dropped={s["dropped"]}')
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='hapo_recorder.info', description=__doc__.split('\n')[0])
+    parser.add_argument('paths', nargs='+', help='episode bag directories or directories holding them')
+    parser.add_argument('--json', action='store_true', help='one JSON object per line instead of text')
+    args = parser.parse_args(argv)
+    ok = failed = 0
+    for target in args.paths:
+        try:
+            bags = list_episodes([target])
+        except BagError as exc:
+            print(f'error: {exc}', file=sys.stderr)
+            failed += 1
+            continue
+        for path in bags:
+            try:
+                s = summary(read_episode(path, decode_images=False))
+            except BagError as exc:
+                print(f'error: {exc}', file=sys.stderr)
+                failed += 1
+                continue
+            ok += 1
+            print(json.dumps(s) if args.json else format_line(s))
+    if not ok:
+        print(f'error: no episode bag could be read in {" ".join(args.paths)}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
