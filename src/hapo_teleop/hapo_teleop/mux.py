@@ -25,7 +25,7 @@ import enum
 from dataclasses import dataclass, field
 
 from hapo_interfaces.enums import ControlSource, EpisodeEvent
-from hapo_interfaces.params import param
+from hapo_interfaces.params import ParamError, param
 from hapo_interfaces.topics import ACTION_DIM
 from hapo_teleop.joy_mapping import JoyError, JoyInput, JoyMapping
 
@@ -64,6 +64,13 @@ class MuxParams:
     next_button: int = param(6, 'press: abort this episode, start the next (Xbox back)', lo=-1, hi=63)
 
     def mapping(self) -> JoyMapping:
+        """The joystick layout; ParamError (one line, naming the parameter) if it is inconsistent."""
+        try:
+            return self._mapping()
+        except ValueError as exc:
+            raise ParamError(f'joystick mapping: {exc}') from None
+
+    def _mapping(self) -> JoyMapping:
         return JoyMapping(tuple(int(i) for i in self.axis_map), tuple(float(s) for s in self.axis_scale),
                           self.deadzone, self.deadman_button, self.estop_button, self.estop_reset_button,
                           self.gripper_button, self.success_button, self.failure_button, self.next_button)
