@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import pytest
 import rclpy
@@ -74,6 +75,11 @@ class Probe:
         with self.lock:
             common = set(self.images) & set(self.joints) & set(self.objects)
         return max(common) if common else None
+
+    def newest_objects(self) -> tuple[int, dict[str, float]]:
+        with self.lock:
+            stamp = max(self.objects)
+            return stamp, self.objects[stamp]
 
     def send(self, stamp_ns: int, action=UP, source: ControlSource = ControlSource.POLICY) -> None:
         self.cmd.publish(fill_step(JointState(), ExecutedStep(stamp_ns, tuple(action), source)))
@@ -186,9 +192,16 @@ def test_realtime_mode_holds_without_commands(start_node, probe):
     sim = start_node(NODE, params={'cameras': ['agentview'], 'image_size': 32, 'mode': 'realtime',
                                    'control_rate_hz': 10.0})
     t0 = first_observation(probe)
-    wait_for(lambda: len({s for s in probe.objects if s > t0}) >= 5, 10, what='timer-driven observations')
-    zs = [probe.objects[s]['eef_pos.z'] for s in sorted(probe.objects)]
+    wait_for(lambda: probe.newest_objects()[0] > t0 + 4 * 80_000_000, 10, what='timer-driven observations')
+    with probe.lock:
+        zs = [o['eef_pos.z'] for o in probe.objects.values()]
     assert max(zs) - min(zs) < 0.01  # zero action: the arm holds
+    # Fresh commands (any stamp: real time does not match stamps) drive the arm up.
+    z_before = probe.newest_objects()[1]['eef_pos.z']
+    for _ in range(15):
+        probe.send(probe.newest_objects()[0])
+        time.sleep(0.05)
+    wait_for(lambda: probe.newest_objects()[1]['eef_pos.z'] > z_before + 0.03, 5, what='arm moving up')
     sim.signal(signal.SIGINT)
     assert sim.wait(5) == 0
 
