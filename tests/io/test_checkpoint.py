@@ -69,6 +69,9 @@ def test_batched_logprobs_match_single_and_greedy(policy):
         lp_one, _ = policy.action_logprobs(policy.encode_batch(samples[:1]), tokens[:1])
     assert torch.allclose(lp_batch[0], lp_one[0], atol=1e-4)
     assert argmax[0].tolist() == pred.tokens.tolist()  # teacher forcing on greedy tokens gives them back
+    with torch.no_grad():
+        tokens_batch, _ = policy.model.generate_actions(**policy.encode_batch(samples))  # padded batch decoding
+    assert tokens_batch[0].tolist() == pred.tokens.tolist()
 
 
 def test_logprobs_have_gradients(policy):

@@ -150,7 +150,9 @@ class TinyVla(PreTrainedModel):
         """Greedy decoding with the KV cache -> token ids (B, A) and entropies (B, A) in nats."""
         embeds, mask = self.prefix(images, proprio, text_ids, text_mask)  # (B, T, D), (B, T)
         pos = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T)
-        out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True)
+        padded = not bool(mask.all())  # unpadded (always so in predict): no mask, HF skips building one per step
+        out = self.llm(inputs_embeds=embeds, attention_mask=mask if padded else None, position_ids=pos,
+                       use_cache=True)
         first_id = self.config.vocab_size - self.config.n_bins
         tokens, entropies = [], []
         for step in range(self.config.action_dim):
@@ -162,6 +164,6 @@ class TinyVla(PreTrainedModel):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)  # (B, T + step + 1)
             pos = pos[:, -1:] + 1  # (B, 1)
-            out = self.llm(inputs_embeds=self.llm.embed_tokens(tok[:, None]), attention_mask=mask, position_ids=pos,
-                           past_key_values=out.past_key_values, use_cache=True)
+            out = self.llm(inputs_embeds=self.llm.embed_tokens(tok[:, None]), attention_mask=mask if padded else None,
+                           position_ids=pos, past_key_values=out.past_key_values, use_cache=True)
         return torch.stack(tokens, dim=1), torch.stack(entropies, dim=1)  # (B, A), (B, A)
