@@ -139,3 +139,28 @@ def test_unwritable_output_dir_aborts_episode_node_stays_up(start_node, tmp_path
     wait_for(lambda: root.exists() and len(list_episodes([root])) == 1
              and (list_episodes([root])[0] / 'metadata.yaml').exists(), 10, what='next episode recorded')
     assert read_episode(list_episodes([root])[0]).labels.tolist() == [0, 0, 2]
+
+
+def test_through_the_mux_joystick_takeover(start_node, tmp_path):
+    # the integration path: sim/policy/joystick stand-ins -> real mux_node -> real recorder_node -> bag
+    root = tmp_path / 'episodes'
+    rec = start_node(NODE, params={'output_root': str(root), 'k': 3})
+    start_node('hapo_teleop.mux_node')
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name('joy_player.py')), '30', '12', '20'],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    wait_for(lambda: root.exists() and any((p / 'metadata.yaml').exists() for p in list_episodes([root])), 10,
+             what='episode closed by the mux success event')
+    (path,) = list_episodes([root])
+    ep = read_episode(path)
+    assert ep.outcome == 'success' and ep.task == 'mux', rec.log()
+    src = ep.sources.tolist()
+    assert src.count(2) >= 5 and ep.interventions == 1, src  # the deadman hold became human steps
+    first_human = src.index(2)
+    assert src[:first_human].count(1) >= 3
+    assert ep.labels.tolist() == relabel(ep.sources, 3).tolist()
+    before = [i for i in range(first_human) if src[i] == 1][-3:]
+    assert [int(ep.labels[i]) for i in before] == [0, 0, 0]
+    assert int((ep.labels == 0).sum()) == 3
+    assert [e.event.name for e in ep.events if e.event.name.startswith('INTERVENTION')] == [
+        'INTERVENTION_START', 'INTERVENTION_END']
