@@ -64,7 +64,9 @@ def main() -> int:
         time.sleep(0.01)
         action.publish(fill_action(JointState(), stamp, [0.1] * 7))
         rclpy.spin_once(node, timeout_sec=0.04)
-    joy_pub.publish(joy({3: 1}))  # success button
+    for _ in range(5):  # success button held a moment: one press, robust to a lost best-effort message
+        joy_pub.publish(joy({3: 1}))
+        rclpy.spin_once(node, timeout_sec=0.02)
     end = time.monotonic() + 1.0
     while time.monotonic() < end:
         joy_pub.publish(joy({}))
