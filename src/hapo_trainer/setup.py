@@ -21,6 +21,9 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'optimize = hapo_trainer.optimize:main',
+            'evaluate = hapo_trainer.evaluate:main',
+            'dataset = hapo_trainer.dataset:main',
         ],
     },
 )
