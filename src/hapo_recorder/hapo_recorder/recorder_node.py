@@ -40,7 +40,7 @@ JS, IMG, STR = 'sensor_msgs/msg/JointState', 'sensor_msgs/msg/Image', 'std_msgs/
 
 class RecorderNode(Node):
     def __init__(self, **kwargs):
-        super().__init__('recorder', **kwargs)
+        super().__init__('recorder_node', **kwargs)  # = config/deploy.yaml key
         self.params = declare(self, RecorderParams)
         self.store = typestore()
         wanted = [(tp.EPISODE, STR, 'episode', RELIABLE), (tp.CMD, JS, 'cmd', RELIABLE),  # episode first (episode.py)
