@@ -208,10 +208,10 @@ def _episode_samples(ep: Any, spec: BuildSpec, drops: dict[str, int]) -> dict[st
     return {'keep': keep, 'labels': labels}
 
 
-def build_dataset(bags: Sequence[str | Path], spec: BuildSpec, *, method: str = 'hapo', cache_dir: Path | None = None,
-                  rebuild: bool = False, log: Callable[[str], None] = print, progress: bool = True,
-                  ) -> PreferenceDataset:
-    """Build (or load from cache) the dataset of ``bags``; DatasetError when unusable for ``method``."""
+def build_dataset(bags: Sequence[str | Path], spec: BuildSpec, *, method: str | None = 'hapo',
+                  cache_dir: Path | None = None, rebuild: bool = False, log: Callable[[str], None] = print,
+                  progress: bool = True) -> PreferenceDataset:
+    """Build (or load from cache) the dataset of ``bags``; DatasetError when unusable for ``method`` (None: any)."""
     try:
         paths = list_episodes(bags)
     except BagError as exc:
@@ -229,7 +229,8 @@ def build_dataset(bags: Sequence[str | Path], spec: BuildSpec, *, method: str = 
         ds.summary['cache_key'] = key
         ds.save(target)
         log(f'dataset: {len(ds)} samples built into {target}')
-    check_usable(ds, method)
+    if method is not None:
+        check_usable(ds, method)
     return ds
 
 
