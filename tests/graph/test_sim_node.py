@@ -178,14 +178,14 @@ def test_horizon_failure_then_idle_and_sigterm(start_node, probe):
         probe.send(t)
         wait_for(lambda t=t: (probe.latest_complete() or 0) > t, 10, what='step')
         t = probe.latest_complete()
-    wait_for(lambda: ('FAILURE', 'sim') in probe.event_kinds(), 5, what='failure at horizon')
+    wait_for(lambda: ('FAILURE', 'sim') in probe.event_kinds(), 15, what='failure at horizon')
     failure = next(e for e in probe.events if e.event is EpisodeEvent.FAILURE)
     assert failure.extra['reason'] == 'horizon'
     probe.send(t)  # idle: nothing more happens
-    wait_for(lambda: "max_episodes=1 done" in sim.log(), 5, what='idle log')
+    wait_for(lambda: "max_episodes=1 done" in sim.log(), 15, what='idle log')
     assert sum(e.event is EpisodeEvent.START for e in probe.events) == 1
     sim.signal(signal.SIGTERM)
-    assert sim.wait(5) == 0
+    assert sim.wait(10) == 0
 
 
 def test_realtime_mode_holds_without_commands(start_node, probe):

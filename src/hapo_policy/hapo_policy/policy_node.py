@@ -76,7 +76,8 @@ class PolicyNode(Node):
         self.frames = LatestFrames(cams, self.p.match_stamps)
         self.instruction = self.p.instruction
         self.proprio: np.ndarray | None = None
-        self.bad_frames = self.no_proprio = self.inferences = 0
+        self.proprio_by_stamp: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self.bad_frames = self.no_proprio = self.unmatched_proprio = self.inferences = 0
         self.latency_ms: collections.deque[float] = collections.deque(maxlen=1000)
         for cam, name in zip(cams, names, strict=True):
             topic = topics.camera_topic(name)
@@ -110,6 +111,20 @@ class PolicyNode(Node):
                                       f'{self.policy.proprio_dim}', throttle_duration_sec=5.0)
             return
         self.proprio = np.asarray(msg.position[:self.policy.proprio_dim], dtype=np.float32)
+        self.proprio_by_stamp[to_ns(msg.header.stamp)] = self.proprio
+        while len(self.proprio_by_stamp) > 16:
+            self.proprio_by_stamp.popitem(last=False)
+
+    def _proprio_for(self, stamp_ns: int) -> np.ndarray | None:
+        """The joint state of the frame's observation (same stamp), waiting up to 50 ms; else the latest."""
+        if self.p.match_stamps:
+            deadline = time.monotonic() + 0.05
+            while stamp_ns not in self.proprio_by_stamp and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            if stamp_ns in self.proprio_by_stamp:
+                return self.proprio_by_stamp[stamp_ns]
+            self.unmatched_proprio += 1
+        return self.proprio
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
@@ -120,12 +135,13 @@ class PolicyNode(Node):
             frame = self.frames.take(timeout_s=0.2)
             if frame is None:
                 continue
-            if self.policy.proprio_dim > 0 and self.proprio is None:
+            proprio = self._proprio_for(frame.stamp_ns) if self.policy.proprio_dim > 0 else None
+            if self.policy.proprio_dim > 0 and proprio is None:
                 self.no_proprio += 1  # stale until the first joint state (no guessing at zeros)
                 self.get_logger().warning(f'no {topics.JOINT_STATES} yet: frame dropped', throttle_duration_sec=5.0)
                 continue
             start = time.perf_counter()
-            pred = self.policy.predict(frame.images, self.instruction, self.proprio)
+            pred = self.policy.predict(frame.images, self.instruction, proprio)
             self.latency_ms.append((time.perf_counter() - start) * 1e3)
             self.inferences += 1
             self.pub_action.publish(fill_action(JointState(), frame.stamp_ns, pred.action, 'policy'))
@@ -136,7 +152,8 @@ class PolicyNode(Node):
         values = {'latency_p50_ms': np.percentile(lat, 50), 'latency_p99_ms': np.percentile(lat, 99),
                   'inferences': self.inferences, 'frames_received': self.frames.received,
                   'frames_skipped': self.frames.skipped, 'bad_frames': self.bad_frames,
-                  'frames_without_proprio': self.no_proprio, 'policy_id': self.policy.policy_id,
+                  'frames_without_proprio': self.no_proprio, 'proprio_unmatched': self.unmatched_proprio,
+                  'policy_id': self.policy.policy_id,
                   'checkpoint': self.policy.source or 'UNTRAINED'}
         status = DiagnosticStatus(name=f'{self.get_name()}: inference', hardware_id=self.policy.policy_id,
                                   level=DiagnosticStatus.OK if self.policy.source else DiagnosticStatus.WARN,

@@ -123,6 +123,8 @@ class SimEnv:
             raise SimError(f'unknown camera(s) {missing}: {self._env.__class__.__name__} has {known}')
         self._renderer = None
         if self.cameras:
+            # No multisampling: with software GL (no GPU) the 4x MSAA resolve costs about half the frame.
+            model._model.vis.quality.offsamples = 0
             self._renderer = mujoco.Renderer(model._model, self.image_size, self.image_size)
             # Shadows and reflections off: about half the render time, the policy does not need them.
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0

@@ -87,8 +87,9 @@ class SimNode(Node):
         names, values = flatten_state(obs.object_state)
         objects = JointState(name=names, position=values)
         fill(objects.header.stamp, stamp)
-        self._sent = [(self.pub_img[c], fill_image(Image(), img, stamp, c)) for c, img in obs.images.items()]
-        self._sent += [(self.pub_joints, joints), (self.pub_objects, objects)]
+        # Joint states first: a policy using proprio then has them when the image triggers inference.
+        self._sent = [(self.pub_joints, joints), (self.pub_objects, objects)]
+        self._sent += [(self.pub_img[c], fill_image(Image(), img, stamp, c)) for c, img in obs.images.items()]
         self._send()
         self.lockstep.observed(stamp)
 
