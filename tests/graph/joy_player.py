@@ -57,13 +57,15 @@ def main() -> int:
                                                             {'task': 'mux', 'instruction': 'lift'}))))
     time.sleep(0.1)
     for i in range(steps):
+        t_step = time.monotonic()
         stamp = time.time_ns()
         joy_pub.publish(joy({4: 1} if t_from <= i < t_to else {}))
         joints.publish(fill_action(JointState(), stamp, [float(i)] * 7))
         image.publish(fill_image(Image(), np.full((8, 8, 3), i, np.uint8), stamp))
         time.sleep(0.01)
         action.publish(fill_action(JointState(), stamp, [0.1] * 7))
-        rclpy.spin_once(node, timeout_sec=0.04)
+        while time.monotonic() < t_step + 0.05:  # 20 Hz, slower than the mux's 50 Hz tick
+            rclpy.spin_once(node, timeout_sec=0.01)
     for _ in range(5):  # success button held a moment: one press, robust to a lost best-effort message
         joy_pub.publish(joy({3: 1}))
         rclpy.spin_once(node, timeout_sec=0.02)

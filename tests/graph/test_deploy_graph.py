@@ -23,7 +23,10 @@ from hapo_bringup.graph import config_dir, resolve
 from hapo_bringup.runner import GraphRunner
 from hapo_interfaces import topics
 from hapo_interfaces.enums import ControlSource as S
+from hapo_interfaces.enums import Label
 from hapo_interfaces.records import read_step
+from hapo_recorder.bag_reader import list_episodes, read_episode
+from hapo_recorder.relabel import relabel
 
 pytestmark = pytest.mark.graph
 
@@ -32,8 +35,9 @@ def _eef_z(msg: JointState) -> float:
     return float(msg.position[list(msg.name).index('eef_pos.z')])
 
 
-def test_joystick_takeover_and_handback(ros_domain):
-    nodes, params = resolve(config_dir() / 'deploy.yaml', ['horizon:=100000', 'image_size:=64'])
+def test_joystick_takeover_and_handback(ros_domain, tmp_path):
+    nodes, params = resolve(config_dir() / 'deploy.yaml', ['horizon:=100000', 'image_size:=64',
+                                                           f'output_root:={tmp_path / "episodes"}'])
     out = io.StringIO()
     runner = GraphRunner(nodes, params, out=out, env={'ROS_DOMAIN_ID': str(ros_domain)})
     with RosProbe(ros_domain) as probe:
@@ -87,3 +91,18 @@ def test_joystick_takeover_and_handback(ros_domain):
     assert len(set(human_stamps)) == len(human_stamps), 'lockstep: one human command per observation'
     assert codes == {n.name: 0 for n in nodes}, f'exit codes {codes}\n{out.getvalue()}'
     assert stop_s < 6.0, f'graph took {stop_s:.1f} s to stop'
+
+    # Recording is on by default: the episode closed as aborted on SIGINT, every executed step tagged.
+    (bag,) = list_episodes([tmp_path / 'episodes'])
+    ep = read_episode(bag, decode_images=False)
+    assert ep.outcome == 'aborted' and not ep.truncated
+    assert len(ep.policy_id) == 16, 'the running policy was not recorded as provenance'
+    recorded = [S(v) for v in ep.sources]
+    as_text = lambda xs: ''.join(str(int(x)) for x in xs).lstrip('0')  # noqa: E731 (holds before the policy came up)
+    assert as_text(recorded) in as_text(seq), 'the bag does not hold a contiguous run of the executed steps'
+    assert S.HUMAN in recorded
+    assert list(ep.labels) == list(relabel(ep.sources, ep.k))
+    assert (ep.labels == Label.CORRECTION).sum() == seq.count(S.HUMAN)
+    assert (ep.labels == Label.UNDESIRABLE).sum() == min(ep.k, recorded[:recorded.index(S.HUMAN)].count(S.POLICY))
+    # The policy proposes on every observation, also while the human drives.
+    assert len(ep.proposals) >= sum(s is not S.NONE for s in recorded) - 1, 'policy proposals were not recorded'

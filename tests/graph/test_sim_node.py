@@ -208,5 +208,5 @@ def test_realtime_mode_holds_without_commands(start_node, probe):
 
 def test_bad_parameter_exits_nonzero(start_node):
     sim = start_node(NODE, params={'mode': 'fast'})
-    assert sim.wait(60) == 1
+    assert sim.wait(60) == 2
     assert "parameter mode='fast' not one of" in sim.log()

@@ -52,7 +52,7 @@ DEPLOY_GRAPH: tuple[NodeSpec, ...] = (
 )
 """Graph switches (``sim:=false`` for a real robot, ``record:=false``) select the optional nodes."""
 
-SWITCHES = {'sim': True, 'record': False}
+SWITCHES = {'sim': True, 'record': True}
 
 
 def config_dir() -> Path:

@@ -57,6 +57,7 @@ class GraphRunner:
         self.nodes, self.params, self.grace_s, self.out = list(nodes), params, grace_s, out
         self.env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
         self.procs: dict[str, subprocess.Popen] = {}
+        self._pumps: list[threading.Thread] = []
         self._tmp = tempfile.TemporaryDirectory(prefix='hapo-graph-')
 
     def start(self) -> None:
@@ -65,7 +66,9 @@ class GraphRunner:
             proc = subprocess.Popen(node_command(spec, params_file), stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
             self.procs[spec.name] = proc
-            threading.Thread(target=_pump, args=(spec.name, proc.stdout, self.out), daemon=True).start()
+            pump = threading.Thread(target=_pump, args=(spec.name, proc.stdout, self.out), daemon=True)
+            pump.start()
+            self._pumps.append(pump)
 
     def wait(self, duration_s: float | None = None) -> int:
         """Block until a node exits, ``duration_s`` passes or SIGINT/SIGTERM; then stop all.
@@ -104,5 +107,10 @@ class GraphRunner:
                 self.out.write(f'[hapo] {name} did not stop within {self.grace_s} s: killed\n')
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for pump in self._pumps:  # the nodes' last words (a traceback, a summary) before ours
+            pump.join(timeout=2.0)
         self._tmp.cleanup()
-        return {n: p.returncode for n, p in self.procs.items()}
+        codes = {n: p.returncode for n, p in self.procs.items()}
+        failed = {n: c for n, c in codes.items() if c}
+        self.out.write(f'[hapo] stopped; non-zero exit codes: {failed}\n' if failed else '[hapo] stopped cleanly\n')
+        return codes

@@ -1,16 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""The ``main()`` every node shares: init, spin, clean exit on SIGINT/SIGTERM, one-line config errors.
+"""The ``main()`` every node shares: init, spin, clean exit on SIGINT/SIGTERM, one-line start errors.
 
-rclpy's own SIGINT handler shuts the context down before our ``finally`` runs, so a node could
-not send its last hold command; we take SIGINT and SIGTERM ourselves and raise KeyboardInterrupt,
-leaving the context valid for ``on_exit``.
+SIGINT/SIGTERM only set a flag; the spin loop sees it between callbacks. Raising KeyboardInterrupt
+from the handler (Python's and rclpy's default) lands inside whatever runs at that moment: in
+robosuite's numba code it became a SystemError and exit code 1, and rclpy's own handler shuts the
+context down before a node can send its last hold command. Here a callback always completes, then
+``on_exit()`` runs while the context is still valid, then the node is destroyed.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,38 +28,34 @@ class NodeStartError(RuntimeError):
     """A node cannot start (bad checkpoint, bad config); the text is the one-line reason."""
 
 
-def _interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
+def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = None, threads: int = 1,
+             start_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Build the node with ``factory`` and spin it until SIGINT/SIGTERM; return the exit code.
 
-
-def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = None,
-             threads: int = 1) -> int:
-    """Build the node with ``factory`` and spin it; return the process exit code.
-
-    0 on SIGINT/SIGTERM, 2 with a one-line ``name: reason`` on ParamError/NodeStartError. If the
-    node has ``on_exit()`` it runs while the context is still valid (e.g. a final hold command).
+    0 on a requested stop; 2 with a one-line ``name: reason`` on stderr when the factory raises
+    ParamError, NodeStartError or one of ``start_errors``. A node's ``on_exit()`` (e.g. a final
+    hold command, closing a bag) runs before ``destroy_node``, also after an external shutdown.
     """
+    stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     node = None
-    code = 0
     try:
         node = factory()
         executor = MultiThreadedExecutor(threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
-    except (ParamError, NodeStartError) as exc:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.05)
+    except (ParamError, NodeStartError, *start_errors) as exc:
         print(f'{name}: {exc}', file=sys.stderr, flush=True)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+        return 2
+    except ExternalShutdownException:
         pass
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
-            if hasattr(node, 'on_exit') and rclpy.ok():
+            if hasattr(node, 'on_exit'):
                 node.on_exit()
             node.destroy_node()
         rclpy.try_shutdown()
-    return code
+    return 0

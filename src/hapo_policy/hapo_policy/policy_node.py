@@ -17,12 +17,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
@@ -30,6 +27,7 @@ from hapo_interfaces import topics
 from hapo_interfaces.images import ImageError, to_array
 from hapo_interfaces.params import ParamError, param
 from hapo_interfaces.records import fill_action
+from hapo_interfaces.ros_main import NodeStartError, run_node
 from hapo_interfaces.ros_params import declare
 from hapo_interfaces.stamps import to_ns
 from hapo_policy.errors import CheckpointError
@@ -86,6 +84,8 @@ class PolicyNode(Node):
         if self.policy.proprio_dim > 0:
             self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos_profile_sensor_data)
         self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, LATCHED)  # latched by sender
+        self.pub_id = self.create_publisher(String, topics.POLICY_ID, LATCHED)  # the recorder tags episodes with it
+        self.pub_id.publish(String(data=self.policy.policy_id))
         self.pub_action = self.create_publisher(JointState, topics.POLICY_ACTION, COMMAND)
         self.pub_entropy = self.create_publisher(JointState, topics.POLICY_ENTROPY, COMMAND)
         self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
@@ -172,28 +172,17 @@ class PolicyNode(Node):
         super().destroy_node()
 
 
+def _make_node() -> PolicyNode:
+    try:
+        return PolicyNode()
+    except CheckpointError as exc:
+        raise NodeStartError(f'cannot load checkpoint {exc}') from None
+
+
 def main(args: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # no tqdm bars in a node log
-    # SignalHandlerOptions.ALL: rclpy's own SIGINT and SIGTERM handlers shut the context down and wake spin,
-    # which raises ExternalShutdownException -> clean exit 0 for both (a Python handler would wait for a timer)
-    with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.ALL):
-        log = rclpy.logging.get_logger('policy_node')
-        try:
-            node = PolicyNode()
-        except CheckpointError as exc:
-            log.fatal(f'policy_node: cannot load checkpoint {exc}')
-            return 2
-        except ParamError as exc:
-            log.fatal(f'policy_node: {exc}')
-            return 2
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
-    return 0
+    return run_node(_make_node, 'policy_node', args)
 
 
 if __name__ == '__main__':

@@ -97,6 +97,7 @@ class Recorder:
         self.last_error = ''
         self.last_path = ''
         self._latest_instruction: tuple[bytes, int] | None = None
+        self.policy_id = params.policy_id  # replaced by what the policy node announces on hapo/policy/id
         self._opened_at: dict[str, tuple[int, int]] = {}
         self._last_log_ns = 0
         self._stop = object()
@@ -240,7 +241,7 @@ class Recorder:
             instruction = self.store.deserialize_cdr(self._latest_instruction[0], 'std_msgs/msg/String').data
         info = {'task': str(extra.get('task', '')), 'instruction': instruction, 'seed': extra.get('seed', ''),
                 'demo': bool(extra.get('demo', False)), 'k': p.k,
-                'policy_id': str(extra.get('policy_id') or p.policy_id),
+                'policy_id': str(extra.get('policy_id') or self.policy_id),
                 'input_device': str(extra.get('input_device') or p.input_device),
                 'software_version': software_version(), 'start_ns': action.start.stamp_ns,
                 'topics': {**topics, 'cameras': cameras}}
@@ -271,6 +272,8 @@ class Recorder:
                       for t, s in self.stats.items()}
         custom = {'topic_counts': counts, 'dropped_total': sum(c['dropped'] for c in counts.values()),
                   'reason': action.reason}
+        if not writer.info.get('policy_id') and self.policy_id:  # announced after the episode started
+            custom['policy_id'] = self.policy_id
         try:
             data = writer.close(action.outcome, custom)
         except RecorderError as exc:

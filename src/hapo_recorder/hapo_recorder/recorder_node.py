@@ -15,15 +15,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 
 from hapo_interfaces import topics as tp
-from hapo_interfaces.params import ParamError
+from hapo_interfaces.ros_main import run_node
 from hapo_interfaces.ros_params import declare
 from hapo_recorder.bag_writer import typestore
 from hapo_recorder.params import RecorderParams
@@ -67,6 +66,7 @@ class RecorderNode(Node):
                     t + 'type', f'{t}: a publisher uses another message type than {m}; not recorded'))
             self.create_subscription(cls, spec.topic, lambda raw, t=spec.topic: self.recorder.offer(t, raw),
                                      qos, raw=True, event_callbacks=events)
+        self.create_subscription(String, tp.POLICY_ID, self._on_policy_id, LATCHED)
         self.diag_pub = self.create_publisher(DiagnosticArray, tp.DIAGNOSTICS, 10)
         if self.params.diagnostics_period_s > 0:
             self.create_timer(self.params.diagnostics_period_s, self._diagnostics)
@@ -74,6 +74,15 @@ class RecorderNode(Node):
         self.get_logger().info(f'recording {len(specs)} topics to {self.params.output_root} (k={self.params.k}, '
                                f'queue {self.params.queue_size}, chunk {self.params.chunk_size_bytes} B, flush '
                                f'{self.params.flush_period_s} s)')
+
+    def on_exit(self) -> None:
+        """Drain the queue and close the open episode as 'aborted' (SIGINT/SIGTERM lose nothing)."""
+        self.recorder.stop()
+
+    def _on_policy_id(self, msg) -> None:
+        if not self.params.policy_id:  # an explicit parameter wins
+            self.recorder.policy_id = msg.data
+            self.get_logger().info(f'policy id {msg.data}')
 
     def _message_class(self, name: str, msgtype: str):
         """The rclpy class of 'pkg/msg/Type', or None with a clear warning (the topic is then not recorded)."""
@@ -123,21 +132,7 @@ class RecorderNode(Node):
 
 
 def main(args=None) -> int:
-    try:
-        with rclpy.init(args=args):
-            node = None
-            try:
-                node = RecorderNode()
-                rclpy.spin(node)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                pass
-            finally:
-                if node is not None:
-                    node.recorder.stop()  # drains the queue and closes the open episode as 'aborted'
-    except ParamError as exc:
-        print(f'recorder_node: {exc}', file=sys.stderr)
-        return 2
-    return 0
+    return run_node(RecorderNode, 'recorder_node', args)
 
 
 if __name__ == '__main__':

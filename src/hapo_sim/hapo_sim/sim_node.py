@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -26,8 +24,8 @@ from std_srvs.srv import Trigger
 from hapo_interfaces import topics
 from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.images import fill_image
-from hapo_interfaces.params import ParamError
 from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, encode_event, read_step
+from hapo_interfaces.ros_main import run_node
 from hapo_interfaces.ros_params import declare
 from hapo_interfaces.stamps import fill
 from hapo_sim.env import DEFAULT_INSTRUCTIONS, SimEnv, SimError, flatten_state, task_key
@@ -178,21 +176,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    # rclpy.init installs SIGINT and SIGTERM handlers (SignalHandlerOptions.ALL): both shut the context
-    # down, spin raises ExternalShutdownException (or KeyboardInterrupt), and we exit 0.
-    try:
-        with rclpy.init(args=args):
-            node = SimNode()
-            try:
-                rclpy.spin(node)
-            finally:
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ParamError, SimError) as exc:
-        print(f'sim_node: {exc}', file=sys.stderr)
-        return 1
-    return 0
+    return run_node(SimNode, 'sim_node', args, start_errors=(SimError,))
 
 
 if __name__ == '__main__':

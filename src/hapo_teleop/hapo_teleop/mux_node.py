@@ -103,6 +103,8 @@ class MuxNode(Node):
 
     def on_exit(self) -> None:
         """Leave the robot safe: one last hold command (zero motion, gripper kept)."""
+        if not self.context.ok():
+            return
         stamp = self.logic.obs_stamp_ns or self.now_ns()
         hold = (0.0,) * 6 + (self.logic.gripper,)
         self.cmd_pub.publish(fill_step(JointState(), ExecutedStep(stamp, hold, ControlSource.NONE)))
