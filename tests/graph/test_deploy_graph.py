@@ -1,15 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""The deploy graph (sim, policy, mux) as separate processes over DDS, started by the `hapo` runner.
+"""The deploy graph (sim, policy, mux, recorder) as separate processes over DDS, started by the `hapo` runner.
 
 A test-side joystick holds the deadman mid-episode and releases it: the executed steps switch
 source and back, the arm moves under the human's command, a hold follows the release, and
-SIGINT stops every node within a few seconds.
+SIGINT stops every node within a few seconds. The recorded episode then holds exactly those steps,
+tagged, with the running policy as provenance, and `optimize` trains on it.
 """
 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import threading
 import time
 
@@ -25,6 +28,7 @@ from hapo_interfaces import topics
 from hapo_interfaces.enums import ControlSource as S
 from hapo_interfaces.enums import Label
 from hapo_interfaces.records import read_step
+from hapo_policy.model import VlaPolicy
 from hapo_recorder.bag_reader import list_episodes, read_episode
 from hapo_recorder.relabel import relabel
 
@@ -36,8 +40,12 @@ def _eef_z(msg: JointState) -> float:
 
 
 def test_joystick_takeover_and_handback(ros_domain, tmp_path):
+    base = tmp_path / 'base'
+    subprocess.run([sys.executable, '-m', 'hapo_policy.init_checkpoint', '--out', str(base)], check=True,
+                   capture_output=True, timeout=120)
     nodes, params = resolve(config_dir() / 'deploy.yaml', ['horizon:=100000', 'image_size:=64',
-                                                           f'output_root:={tmp_path / "episodes"}'])
+                                                           f'output_root:={tmp_path / "episodes"}',
+                                                           f'checkpoint:={base}'])
     out = io.StringIO()
     runner = GraphRunner(nodes, params, out=out, env={'ROS_DOMAIN_ID': str(ros_domain)})
     with RosProbe(ros_domain) as probe:
@@ -96,7 +104,7 @@ def test_joystick_takeover_and_handback(ros_domain, tmp_path):
     (bag,) = list_episodes([tmp_path / 'episodes'])
     ep = read_episode(bag, decode_images=False)
     assert ep.outcome == 'aborted' and not ep.truncated
-    assert len(ep.policy_id) == 16, 'the running policy was not recorded as provenance'
+    assert ep.policy_id == VlaPolicy.from_pretrained(base).policy_id, 'the running policy is not the provenance'
     recorded = [S(v) for v in ep.sources]
     as_text = lambda xs: ''.join(str(int(x)) for x in xs).lstrip('0')  # noqa: E731 (holds before the policy came up)
     assert as_text(recorded) in as_text(seq), 'the bag does not hold a contiguous run of the executed steps'
@@ -106,3 +114,10 @@ def test_joystick_takeover_and_handback(ros_domain, tmp_path):
     assert (ep.labels == Label.UNDESIRABLE).sum() == min(ep.k, recorded[:recorded.index(S.HUMAN)].count(S.POLICY))
     # The policy proposes on every observation, also while the human drives.
     assert len(ep.proposals) >= sum(s is not S.NONE for s in recorded) - 1, 'policy proposals were not recorded'
+
+    # The recording trains: the trainer reads the bag without ROS and writes a checkpoint the node loads.
+    proc = subprocess.run([sys.executable, '-m', 'hapo_trainer.optimize', '--bags', str(tmp_path / 'episodes'),
+                           '--policy', str(base), '--out', str(tmp_path / 'run'), '--steps', '2', '--no-progress'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert VlaPolicy.from_pretrained(tmp_path / 'run' / 'policy').policy_id != ep.policy_id
