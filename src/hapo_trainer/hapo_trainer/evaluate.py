@@ -10,7 +10,10 @@ A refined policy should be close to corrections and far from the undesirable act
     hapo evaluate --policy runs/round1/policy --bags runs/episodes --out runs/round1/eval.json
 
 Writes the JSON (and a PNG bar plot next to it when matplotlib is installed; otherwise the JSON says so).
-The live mode of the issue (replaying a bag over ROS topics into a running policy node) is not implemented here.
+``--live`` replays the bags over ROS topics at their recorded pace into a running policy node instead
+(``replay_node.py``: checks the live path; the only part of the trainer that needs ROS)::
+
+    hapo evaluate --live --policy runs/round1/policy --bags runs/episodes --out runs/round1/live.json
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
     names = [k for k, v in result['classes'].items() if v['n']]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     for ax, key in zip(axes, ('action_l1', 'token_accuracy'), strict=True):
-        ax.bar(names, [result['classes'][k][key] for k in names])
+        ax.bar(names, [result['classes'][k].get(key) or 0.0 for k in names])
         ax.set_title(key)
     fig.tight_layout()
     fig.savefig(path)
@@ -87,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--cache-dir', default=None, help='dataset cache directory')
     p.add_argument('--batch-size', type=int, default=64, help='observations per forward pass')
     p.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    p.add_argument('--live', action='store_true', help='replay over ROS topics into a running policy node '
+                                                       '(it must run CKPT) instead of running the policy here')
+    p.add_argument('--rate', type=float, default=1.0, help='--live: replay speed (1.0 = as recorded)')
+    p.add_argument('--timeout', type=float, default=30.0, help='--live: seconds to wait for the policy node')
     args = p.parse_args(argv)
+    if args.live:
+        return _live(args)
     from hapo_policy.errors import CheckpointError
     from hapo_policy.model import VlaPolicy
 
@@ -107,8 +116,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = {'policy': str(args.policy), 'policy_id': policy.policy_id, 'mode': 'offline_bag_replay',
               'dataset': str(ds.path), 'K': cfg.data.K, **replay(policy, ds, args.batch_size)}
-    if args.out:
-        out = Path(args.out)
+    return _write(result, args.out)
+
+
+def _live(args: argparse.Namespace) -> int:
+    from hapo_policy.errors import CheckpointError
+    from hapo_policy.model import VlaPolicy
+    from hapo_recorder.bag_reader import BagError
+    from hapo_trainer import replay_node
+
+    try:
+        cfg = load_config(args.config)
+        k = args.K if args.K is not None else cfg.data.K
+        policy = VlaPolicy.from_pretrained(args.policy, device=args.device)
+        episodes = replay_node.load(args.bags)
+        if not episodes:
+            raise DatasetError(f'no episode bags under {args.bags}')
+        result = {'policy': str(args.policy), 'policy_id': policy.policy_id, 'mode': 'live_bag_replay',
+                  'rate': args.rate, 'K': k, **replay_node.score(policy, episodes, k, args.rate, args.timeout)}
+    except (ConfigError, CheckpointError, DatasetError, BagError, RuntimeError) as exc:
+        print(f'hapo evaluate: {exc}', file=sys.stderr)
+        return 2
+    return _write(result, args.out)
+
+
+def _write(result: dict[str, Any], out_path: str | None) -> int:
+    if out_path:
+        out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         note = plot(result, out.with_suffix('.png'))
         result['plot'] = None if note else str(out.with_suffix('.png'))

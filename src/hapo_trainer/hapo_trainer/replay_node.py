@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""Live bag replay: recorded observations over ROS topics, at their original pace, into a running policy node.
+
+    hapo evaluate --live --policy CKPT --bags runs/episodes [--rate 1.0] [--K 10] [--out live.json]
+    (with policy_node running: hapo deploy sim:=false record:=false checkpoint:=CKPT, or ros2 run)
+
+Per episode: the recorded instruction (transient local), then for every observation the joint state
+and the camera images with their original stamps, paced as recorded (``--rate`` scales). The policy
+node's answers on ``hapo/policy/action`` are matched by stamp. For each training step (relabelled
+with K) we report per class the action L1 and token accuracy against the executed action, the share
+answered, the stamp-to-answer latency, and whether the live answer equals what the same checkpoint
+computes offline on that observation (the live path must not change what the policy does).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from hapo_interfaces import topics
+from hapo_interfaces.images import fill_image
+from hapo_interfaces.records import RecordError, read_action
+from hapo_interfaces.stamps import fill, to_ns
+from hapo_recorder.bag_reader import Episode
+from hapo_recorder.relabel import relabel
+
+CLASSES = {1: 'correct', 2: 'correction', 0: 'undesirable'}
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class LiveReplay:
+    """Publishes episodes and collects the policy node's answers (a node in its own context)."""
+
+    def __init__(self, cameras: list[str], domain_id: int | None = None):
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node('bag_replay', context=self.context)
+        self.answers: dict[int, tuple[tuple[float, ...], int]] = {}  # stamp -> (action, receive ns)
+        self.bad_answers = 0
+        self.pub_images = {c: self.node.create_publisher(Image, topics.camera_topic(c), qos_profile_sensor_data)
+                           for c in cameras}
+        self.pub_joints = self.node.create_publisher(JointState, topics.JOINT_STATES, qos_profile_sensor_data)
+        self.pub_instruction = self.node.create_publisher(String, topics.INSTRUCTION, LATCHED)
+        self.sub = self.node.create_subscription(JointState, topics.POLICY_ACTION, self._on_action,
+                                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+
+    def _on_action(self, msg: JointState) -> None:
+        try:
+            self.answers[to_ns(msg.header.stamp)] = (read_action(msg), time.time_ns())
+        except RecordError:
+            self.bad_answers += 1
+
+    def wait_for_policy(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.sub.get_publisher_count() and all(p.get_subscription_count() for p in self.pub_images.values()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def play(self, ep: Episode, rate: float) -> dict[int, int]:
+        """Publish every recorded observation of ``ep`` at its recorded pace; returns stamp -> publish ns."""
+        self.pub_instruction.publish(String(data=ep.instruction))
+        time.sleep(0.2)  # let the instruction land before the first frame
+        stamps = sorted(set().union(*(set(s) for s in ep.images.values())))
+        sent: dict[int, int] = {}
+        t0, s0 = time.monotonic(), stamps[0] if stamps else 0
+        for stamp in stamps:
+            delay = t0 + (stamp - s0) / 1e9 / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if stamp in ep.joint_states:  # joint state first, as the sim does: the policy pairs it by stamp
+                js = JointState(position=[float(v) for v in ep.joint_states[stamp]])
+                fill(js.header.stamp, stamp)
+                self.pub_joints.publish(js)
+            for cam, frames in ep.images.items():
+                if cam in self.pub_images and stamp in frames:
+                    self.pub_images[cam].publish(fill_image(Image(), frames[stamp], stamp, cam))
+            sent[stamp] = time.time_ns()
+        time.sleep(0.5)  # the last answers
+        return sent
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def score(policy: Any, episodes: list[Episode], k: int, rate: float, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Replay ``episodes`` into the running policy node and score its answers (see module docstring)."""
+    replay = LiveReplay(policy.camera_names)
+    try:
+        if not replay.wait_for_policy(timeout_s):
+            raise RuntimeError(f'no policy node answering on {topics.POLICY_ACTION} for cameras '
+                               f'{policy.camera_names} within {timeout_s:.0f} s')
+        rows = []
+        for ep in episodes:
+            sent = replay.play(ep, rate)
+            labels = relabel(ep.sources, k, ep.demo)
+            for i, (stamp, c) in enumerate(zip(ep.step_stamps_ns.tolist(), labels.tolist(), strict=True)):
+                if c < 0 or stamp not in sent or not all(stamp in f for f in ep.images.values()):
+                    continue
+                answer = replay.answers.get(stamp)
+                proprio = ep.joint_states.get(stamp)
+                offline = policy.predict({cam: ep.images[cam][stamp] for cam in policy.camera_names},
+                                         ep.instruction, None if proprio is None else proprio[:policy.proprio_dim])
+                rows.append((c, ep.actions[i], answer, offline.tokens, sent[stamp]))
+    finally:
+        replay.close()
+    return _summarise(policy, rows, replay.bad_answers)
+
+
+def _summarise(policy: Any, rows: list, bad_answers: int) -> dict[str, Any]:
+    out: dict[str, Any] = {'steps': len(rows), 'bad_answers': bad_answers, 'classes': {}}
+    for c, name in CLASSES.items():
+        mine = [r for r in rows if r[0] == c]
+        answered = [r for r in mine if r[2] is not None]
+        entry: dict[str, Any] = {'n': len(mine), 'answered': len(answered)}
+        if answered:
+            executed = np.array([r[1] for r in answered])  # (M, 7)
+            live = np.array([r[2][0] for r in answered])  # (M, 7)
+            live_tokens = policy.tokenizer.encode(live)  # (M, 7)
+            entry.update(action_l1=float(np.abs(live - executed).mean()),
+                         token_accuracy=float((live_tokens == policy.tokenizer.encode(executed)).mean()),
+                         agrees_with_offline=float(np.mean([(lt == r[3]).all() for lt, r in
+                                                            zip(live_tokens, answered, strict=True)])),
+                         latency_p50_ms=float(np.percentile([(r[2][1] - r[4]) / 1e6 for r in answered], 50)))
+        out['classes'][name] = entry
+    answered = sum(e['answered'] for e in out['classes'].values())
+    out['answered_fraction'] = answered / len(rows) if rows else 0.0
+    return out
+
+
+def load(paths: list[str]) -> list[Episode]:
+    """The episodes under ``paths`` with images decoded (skipping unreadable ones is the caller's choice)."""
+    from hapo_recorder.bag_reader import list_episodes, read_episode
+
+    return [read_episode(Path(p)) for p in list_episodes(paths)]
