@@ -7,14 +7,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.parameter import Parameter
 
 from hapo_interfaces.params import default_of, describe, from_mapping
 
 T = TypeVar('T')
 
-_LIST_TYPES = {float: ParameterType.PARAMETER_DOUBLE_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
-               str: ParameterType.PARAMETER_STRING_ARRAY, bool: ParameterType.PARAMETER_BOOL_ARRAY}
+# An empty list default has no type ROS can infer: it is declared as an unset string array (names, topics),
+# which reads back as None.
 
 
 def _descriptor(field: dataclasses.Field, default: Any) -> ParameterDescriptor:
@@ -26,9 +27,6 @@ def _descriptor(field: dataclasses.Field, default: Any) -> ParameterDescriptor:
             desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=0)]
         elif isinstance(default, float):
             desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-    if isinstance(default, list):
-        kind = type(default[0]) if default else str
-        desc.type = _LIST_TYPES[kind]
     return desc
 
 
@@ -48,7 +46,7 @@ def declare(node: Any, cls: type[T]) -> T:
         default = default_of(f)
         try:
             if isinstance(default, list) and not default:
-                value = node.declare_parameter(f.name, descriptor=_descriptor(f, default)).value
+                value = node.declare_parameter(f.name, Parameter.Type.STRING_ARRAY, _descriptor(f, default)).value
                 value = [] if value is None else value
             else:
                 value = node.declare_parameter(f.name, default, _descriptor(f, default)).value
