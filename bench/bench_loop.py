@@ -74,7 +74,8 @@ def main() -> int:
             to_ns(m.header.stamp)), QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         runner.start()
         try:
-            wait_for(lambda: len(arrivals) > 20, 120, what=f'the loop to run; output:\n{out.getvalue()}')
+            policy_steps = lambda: sum(m.header.frame_id == 'policy' for _, m in list(arrivals))  # noqa: E731
+            wait_for(lambda: policy_steps() > 20, 120, what=f'the policy to drive; output:\n{out.getvalue()}')
             time.sleep(args.warmup_s)
             start = len(arrivals)
             t0 = time.monotonic()
