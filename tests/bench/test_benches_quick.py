@@ -1,0 +1,38 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""Every bench runs in its quick form and passes its own correctness check (exit 0, one JSON object).
+
+Goals are not asserted here: CI machines are noisy, and the figures belong in the issue notes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / 'bench'
+QUICK = {
+    'bench_mux.py': ['--quick'],
+    'bench_loop.py': ['--quick', '--warmup-s', '1'],
+    'bench_recorder.py': ['--quick'],
+    'bench_dataset.py': ['--episodes', '2', '--repeats', '1'],
+    'bench_train_step.py': ['--repeats', '3', '--warmup', '1'],
+    'bench_sim.py': ['--steps', '10', '--size', '64'],
+}
+
+
+def test_every_bench_is_listed():
+    assert {p.name for p in BENCH.glob('bench_*.py')} == set(QUICK)
+
+
+@pytest.mark.parametrize('script', sorted(QUICK))
+def test_bench_quick(script, ros_domain):
+    proc = subprocess.run([sys.executable, str(BENCH / script), *QUICK[script]], capture_output=True, text=True,
+                          timeout=300, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout[proc.stdout.index('{'):])
+    assert isinstance(result, dict) and result
