@@ -161,3 +161,25 @@ def test_bad_input_fails_in_one_line(recorded, tmp_path, capsys):
     assert main(['--bags', str(tmp_path / 'nope'), '--policy', str(base), '--out', str(tmp_path / 'o')]) == 2
     assert main(_cli(recorded, tmp_path / 'o2', '--resume')) == 2
     assert np.isfinite(1.0)
+
+
+def test_lora_trains_adapters_only_and_saves_merged_weights(recorded, tmp_path):
+    # The large-backbone path (OpenVLA-7B with LoRA) run on the tiny model: only the adapters train,
+    # the reference is the same model with its adapters disabled, the saved policy has them merged.
+    policy = VlaPolicy.from_pretrained(recorded[1])
+    base = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
+    ds = _dataset(recorded, policy)
+    cfg = _cfg('hapo', 3, 1e-2, **{'model.lora': True})
+    final, step = train(policy, ds, cfg, tmp_path / 'out', progress=False, log=lambda m: None)
+    assert step == 3
+    trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
+    assert trainable and all('lora_' in n for n in trainable), trainable
+    plain = lambda n: n.replace('base_model.model.', '').replace('.base_layer', '')  # noqa: E731 (peft's names)
+    frozen_changed = [n for n, p in policy.model.named_parameters()
+                      if not p.requires_grad and plain(n) in base and not torch.equal(base[plain(n)], p)]
+    assert not frozen_changed, frozen_changed
+    merged = VlaPolicy.from_pretrained(final)  # plain weights the policy node loads, adapters folded in
+    assert set(dict(merged.model.named_parameters())) == set(base)
+    changed = [n for n, p in merged.model.named_parameters() if not torch.equal(base[n], p)]
+    targets = ('q_proj', 'k_proj', 'v_proj', 'o_proj')
+    assert changed and all(any(t in n for t in targets) for n in changed), changed
