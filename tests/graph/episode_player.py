@@ -5,7 +5,7 @@
     python tests/graph/episode_player.py '<json>' [diagnostics_out.json]
 
 The JSON is a list of episodes ``{"task", "demo", "sources": "PPHH.", "end": "success"|"failure"|"abort"|null,
-"period_s"}``; per step it publishes a camera image, joint states, the policy action and entropy, then the
+"period_s", "image_px"}``; per step it publishes a camera image, joint states, the policy action and entropy, then the
 executed step on hapo/cmd (source from the script), plus intervention start/end events at HUMAN run edges,
 as the mux does. With a second argument it writes the last /diagnostics it saw as JSON there.
 """
@@ -71,7 +71,8 @@ def main() -> int:
             if prev == ControlSource.HUMAN and src != ControlSource.HUMAN:
                 event(EpisodeEvent.INTERVENTION_END)
             stamp = time.time_ns()
-            pubs['image'].publish(fill_image(Image(), np.full((24, 32, 3), i % 256, np.uint8), stamp, 'agentview'))
+            h, w = (ep['image_px'],) * 2 if 'image_px' in ep else (24, 32)
+            pubs['image'].publish(fill_image(Image(), np.full((h, w, 3), i % 256, np.uint8), stamp, 'agentview'))
             pubs['joints'].publish(fill_action(JointState(), stamp, [i] * 7))
             pubs['action'].publish(fill_action(JointState(), stamp, [0.01 * i] * 7))
             pubs['entropy'].publish(fill_action(JointState(), stamp, [1.0] * 7))

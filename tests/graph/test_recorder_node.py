@@ -164,3 +164,35 @@ def test_through_the_mux_joystick_takeover(start_node, tmp_path):
     assert int((ep.labels == 0).sum()) == 3
     assert [e.event.name for e in ep.events if e.event.name.startswith('INTERVENTION')] == [
         'INTERVENTION_START', 'INTERVENTION_END']
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs (root only): a real ENOSPC, not a permission error."""
+    mount = tmp_path / 'disk'
+    mount.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(mount)], capture_output=True).returncode:
+        pytest.skip('cannot mount a tmpfs here (needs root)')
+    yield mount
+    subprocess.run(['umount', '-l', str(mount)], check=False)
+
+
+def test_disk_full_mid_episode_aborts_it_and_keeps_what_was_recorded(start_node, small_disk):
+    root = small_disk / 'episodes'
+    rec = start_node(NODE, params={'output_root': str(root), 'k': 2})
+    play([{'task': 'first', 'sources': 'PPPHHP', 'end': 'success'}])
+    wait_for(lambda: len(list_episodes([root])) == 1 and (list_episodes([root])[0] / 'metadata.yaml').exists(), 10,
+             what='first episode closed')
+    # 60 frames of 200x200 rgb8 = 7 MB: the disk fills mid-episode.
+    play([{'task': 'big', 'sources': 'P' * 60, 'end': 'success', 'image_px': 200, 'period_s': 0.03}])
+    wait_for(lambda: 'episode aborted, recorder continues' in rec.log(), 15, what='one-line error in the log')
+    line = next(x for x in rec.log().splitlines() if 'episode aborted' in x)
+    assert 'No space left on device' in line and str(root) in line
+    assert rec.running()
+    first = read_episode(by_task(root)['first'])  # what was recorded before is intact
+    assert first.outcome == 'success' and first.labels.tolist() == [1, 0, 0, 2, 2, 1]
+    subprocess.run(['mount', '-o', 'remount,size=64m', str(small_disk)], check=True)
+    play([{'task': 'after', 'sources': 'PPH', 'end': 'failure'}])
+    wait_for(lambda: 'after' in by_task(root) and (by_task(root)['after'] / 'metadata.yaml').exists(), 10,
+             what='the next episode recorded once there is space')
+    assert read_episode(by_task(root)['after']).outcome == 'failure'
