@@ -9,11 +9,8 @@ import threading
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from helpers import wait_for
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from helpers import RosProbe, wait_for
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -31,13 +28,12 @@ START_S = 60.0  # torch + transformers import and model load on 2 busy cores
 PARAMS = {'torch_threads': 1, 'diagnostics_period_s': 0.3}
 
 
-class Probe:
+class Probe(RosProbe):
     """Test-side node in its own Context, spun in a thread: publishes camera/joints, records policy output."""
 
     def __init__(self, domain: int):
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node('policy_probe', context=self.ctx)
+        super().__init__(domain, 'policy_probe')
+        self.__enter__()
         self.lock = threading.Lock()
         self.actions: list[JointState] = []
         self.entropies: list[JointState] = []
@@ -52,10 +48,6 @@ class Probe:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.instruction = n.create_publisher(String, topics.INSTRUCTION, latched)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
         self.sent: list[int] = []
 
     def _add(self, target: list, item) -> None:
@@ -85,10 +77,7 @@ class Probe:
             return [to_ns(m.header.stamp) for m in msgs]
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-        self.thread.join(timeout=5)
+        self.__exit__()
 
 
 @pytest.fixture

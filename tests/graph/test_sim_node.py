@@ -9,10 +9,7 @@ import threading
 import time
 
 import pytest
-import rclpy
-from helpers import wait_for
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from helpers import RosProbe, wait_for
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -28,13 +25,12 @@ UP = (0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 START_S = 60.0  # robosuite import + model build on 2 busy cores
 
 
-class Probe:
+class Probe(RosProbe):
     """A test-side node in its own Context, spun in a thread; records everything the sim publishes."""
 
     def __init__(self, domain: int, camera: str = 'agentview'):
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node('probe', context=self.ctx)
+        super().__init__(domain, 'probe')
+        self.__enter__()
         self.lock = threading.Lock()
         self.images: list[int] = []
         self.joints: dict[int, JointState] = {}
@@ -53,10 +49,6 @@ class Probe:
         self.cmd = n.create_publisher(JointState, topics.CMD, 10)
         self.episode = n.create_publisher(String, topics.EPISODE, 50)
         self.reset = n.create_client(Trigger, topics.RESET_SERVICE)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
 
     def _add(self, target: list, item) -> None:
         with self.lock:
@@ -89,10 +81,7 @@ class Probe:
             return [(e.event.name, e.origin) for e in self.events]
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-        self.thread.join(timeout=5)
+        self.__exit__()
 
 
 @pytest.fixture
