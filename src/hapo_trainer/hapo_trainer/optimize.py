@@ -94,6 +94,15 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
+def _window_means(window: dict[str, list[torch.Tensor]], names: list[str], distributed: bool) -> torch.Tensor:
+    """Mean of each metric over the log window (and all ranks under DDP), NaN entries (empty classes) skipped."""
+    values = [torch.stack(window[n]).float().flatten() for n in names]  # (M,) per name
+    totals = torch.stack([torch.stack([torch.nansum(v), (~v.isnan()).sum().float()]) for v in values])  # (N, 2)
+    if distributed:
+        torch.distributed.all_reduce(totals)
+    return totals[:, 0] / totals[:, 1]  # (N,): NaN where no rank saw the class
+
+
 def _apply_lora(policy: Any, cfg: TrainConfig) -> None:
     from peft import LoraConfig, get_peft_model
 
@@ -226,12 +235,11 @@ def train(policy: Any, ds: PreferenceDataset, cfg: TrainConfig, out: Path, *, re
             optimizer.zero_grad(set_to_none=True)
             step += 1
             bar.update(1)
-            if (step % cfg.run.log_every == 0 or step == o.max_steps) and not world.main:
+            if step % cfg.run.log_every == 0 or step == o.max_steps:
+                names = sorted(window)  # the same on every rank: one code path computes them
+                means = _window_means(window, names, world.world_size > 1).tolist()  # 1 sync
                 window.clear()
             if world.main and (step % cfg.run.log_every == 0 or step == o.max_steps):
-                names = sorted(window)
-                means = torch.stack([torch.nanmean(torch.stack(window[n]).float()) for n in names]).tolist()  # 1 sync
-                window.clear()
                 scalars = dict(zip(names, means, strict=True))
                 scalars['lr'] = scheduler.get_last_lr()[0]
                 bar.set_postfix({k: f'{scalars[k]:.3g}' for k in ('loss', 'kl', 'rewards/margins') if k in scalars})
