@@ -45,7 +45,7 @@ class NodeSpec:
 
 DEPLOY_GRAPH: tuple[NodeSpec, ...] = (
     NodeSpec('hapo_sim', 'sim_node', 'sim_node', 'hapo_sim.sim_params:SimParams', optional='sim'),
-    NodeSpec('hapo_policy', 'policy_node', 'policy_node', 'hapo_policy.policy_node:PolicyParams'),
+    NodeSpec('hapo_policy', 'policy_node', 'policy_node', 'hapo_policy.policy_params:PolicyParams'),
     NodeSpec('hapo_teleop', 'mux_node', 'mux_node', 'hapo_teleop.mux:MuxParams'),
     NodeSpec('hapo_recorder', 'recorder_node', 'recorder_node', 'hapo_recorder.params:RecorderParams',
              optional='record'),

@@ -32,11 +32,10 @@ def param(default: Any, description: str, *, unit: str = '', lo: float | None = 
 
 
 def describe(field: dataclasses.Field) -> str:
-    """One-line help: description, unit, range."""
+    """One-line help: 'description [unit]; one of ...; range [lo, hi]; read-only'."""
     m = field.metadata
-    parts = [m.get('description', '')]
-    if m.get('unit'):
-        parts.append(f'[{m["unit"]}]')
+    head = m.get('description', '') + (f' [{m["unit"]}]' if m.get('unit') else '')
+    parts = [head]
     if m.get('choices'):
         parts.append('one of ' + ', '.join(map(str, m['choices'])))
     lo, hi = m.get('lo'), m.get('hi')
@@ -45,8 +44,8 @@ def describe(field: dataclasses.Field) -> str:
     elif lo is not None or hi is not None:
         parts.append(f'>= {lo}' if lo is not None else f'<= {hi}')
     if m.get('read_only'):
-        parts.append('(read-only)')
-    return ' '.join(p for p in parts if p)
+        parts.append('read-only')
+    return '; '.join(p for p in parts if p)
 
 
 def default_of(field: dataclasses.Field) -> Any:

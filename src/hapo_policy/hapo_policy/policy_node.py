@@ -14,7 +14,6 @@ import collections
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -25,7 +24,7 @@ from std_msgs.msg import String
 
 from hapo_interfaces import topics
 from hapo_interfaces.images import ImageError, to_array
-from hapo_interfaces.params import ParamError, param
+from hapo_interfaces.params import ParamError
 from hapo_interfaces.records import fill_action
 from hapo_interfaces.ros_main import NodeStartError, run_node
 from hapo_interfaces.ros_params import declare
@@ -33,23 +32,10 @@ from hapo_interfaces.stamps import to_ns
 from hapo_policy.errors import CheckpointError
 from hapo_policy.frames import LatestFrames
 from hapo_policy.model import VlaPolicy
+from hapo_policy.policy_params import PolicyParams
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # the mux wants the newest action only
-
-
-@dataclass(frozen=True)
-class PolicyParams:
-    checkpoint: str = param('', "save_pretrained directory; '' = a fresh seeded UNTRAINED model", read_only=True)
-    seed: int = param(0, 'weight seed of the fresh model (checkpoint empty)', lo=0, read_only=True)
-    # a string, not a string array: ros_params.declare cannot declare an empty-list default (reported)
-    camera_names: str = param('', "comma-separated camera topic names in model camera order; '' = the model's",
-                              read_only=True)
-    instruction: str = param('lift the cube', 'instruction until one arrives on hapo/instruction')
-    match_stamps: bool = param(True, 'infer on frames sharing one stamp (sim); false = newest of each camera')
-    device: str = param('cpu', 'torch device', read_only=True)
-    torch_threads: int = param(0, 'torch intra-op threads; 0 = torch default', lo=0, hi=256, read_only=True)
-    diagnostics_period_s: float = param(1.0, 'period of /diagnostics', unit='s', lo=0.05, hi=60.0, read_only=True)
 
 
 class PolicyNode(Node):
