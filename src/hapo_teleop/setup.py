@@ -22,6 +22,7 @@ setup(
     entry_points={
         'console_scripts': [
             'mux_node = hapo_teleop.mux_node:main',
+            'joy_node = hapo_teleop.joy_node:main',
         ],
     },
 )

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from hapo_bringup.graph import DEPLOY_GRAPH, config_dir, load_yaml, resolve
+from hapo_bringup.graph import DEPLOY_GRAPH, config_dir, gamepad_config, load_yaml, resolve
 from hapo_interfaces.params import ParamError
 
 
@@ -37,3 +37,12 @@ def test_overrides_reach_the_nodes_that_declare_them():
 def test_bad_overrides_fail_in_one_line(override, match):
     with pytest.raises(ParamError, match=match):
         resolve(config_dir() / 'deploy.yaml', [override])
+
+
+def test_gamepad_map_merges_over_the_config():
+    nodes, params = resolve(config_dir() / 'deploy.yaml', ['estop_reset_button:=8'],
+                            extra_configs=[gamepad_config('ps4')])
+    assert params['mux_node']['next_button'] == 8 and params['mux_node']['success_button'] == 2  # from ps4.yaml
+    assert params['mux_node']['estop_reset_button'] == 8  # the command line wins
+    with pytest.raises(ParamError, match="no gamepad map 'n64'"):
+        gamepad_config('n64')

@@ -27,7 +27,7 @@ VERBS = {
 
 
 def deploy(argv: list[str]) -> int:
-    from hapo_bringup.graph import config_dir, help_text, load_yaml, resolve
+    from hapo_bringup.graph import config_dir, gamepad_config, help_text, load_yaml, resolve
     from hapo_bringup.runner import GraphRunner
 
     default_config = config_dir() / 'deploy.yaml'
@@ -39,12 +39,15 @@ def deploy(argv: list[str]) -> int:
                                                                                            default_config))
     ap.add_argument('overrides', nargs='*', metavar='key:=value', help='parameter overrides')
     ap.add_argument('--config', type=Path, default=default_config, help='ROS 2 parameter YAML (default: %(default)s)')
+    ap.add_argument('--gamepad', default=None, metavar='NAME|YAML',
+                    help='gamepad map merged over --config: xbox (the defaults), ps4, or a YAML file')
     ap.add_argument('--duration', type=float, default=None, help='stop after this many seconds (default: run '
                                                                  'until Ctrl-C)')
     ap.add_argument('--dry-run', action='store_true', help='print the resolved parameters and exit')
     args = ap.parse_args(argv)
     try:
-        nodes, params = resolve(args.config, args.overrides)
+        extra = [gamepad_config(args.gamepad)] if args.gamepad else []
+        nodes, params = resolve(args.config, args.overrides, extra_configs=extra)
     except ParamError as exc:
         print(f'hapo deploy: {exc}', file=sys.stderr)
         return 2

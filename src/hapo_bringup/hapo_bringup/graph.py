@@ -47,12 +47,14 @@ DEPLOY_GRAPH: tuple[NodeSpec, ...] = (
     NodeSpec('hapo_sim', 'sim_node', 'sim_node', 'hapo_sim.sim_params:SimParams', optional='sim'),
     NodeSpec('hapo_policy', 'policy_node', 'policy_node', 'hapo_policy.policy_params:PolicyParams'),
     NodeSpec('hapo_teleop', 'mux_node', 'mux_node', 'hapo_teleop.mux:MuxParams'),
+    NodeSpec('hapo_teleop', 'joy_node', 'joy_node', 'hapo_teleop.joystick:JoyParams', optional='joy'),
     NodeSpec('hapo_recorder', 'recorder_node', 'recorder_node', 'hapo_recorder.params:RecorderParams',
              optional='record'),
 )
-"""Graph switches (``sim:=false`` for a real robot, ``record:=false``) select the optional nodes."""
+"""Graph switches select the optional nodes: ``sim:=false`` for a real robot, ``record:=false``, and
+``joy:=false`` where a ROS ``joy`` driver (or nothing) publishes ``joy`` instead of our joy_node."""
 
-SWITCHES = {'sim': True, 'record': True}
+SWITCHES = {'sim': True, 'record': True, 'joy': True}
 
 
 def config_dir() -> Path:
@@ -101,9 +103,25 @@ def parse_overrides(args: Sequence[str]) -> tuple[dict[str, str], dict[str, dict
     return glob, per_node
 
 
-def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = DEPLOY_GRAPH
-            ) -> tuple[list[NodeSpec], dict[str, dict[str, Any]]]:
-    """The nodes to start and each one's final parameters, validated against its schema."""
+def gamepad_config(name: str) -> Path:
+    """``config/joy/<name>.yaml`` for a gamepad name (xbox, ps4), or ``name`` itself if it is a file."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    path = config_dir() / 'joy' / f'{name}.yaml'
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir() / 'joy').glob('*.yaml'))
+        raise ParamError(f'no gamepad map {name!r}: use one of {known} or a YAML file')
+    return path
+
+
+def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = DEPLOY_GRAPH,
+            extra_configs: Sequence[Path] = ()) -> tuple[list[NodeSpec], dict[str, dict[str, Any]]]:
+    """The nodes to start and each one's final parameters, validated against its schema.
+
+    Precedence, lowest first: the schema defaults, ``config``, each of ``extra_configs`` (e.g. a
+    gamepad map), ``key:=value``, ``node.key:=value``.
+    """
     glob, per_node = parse_overrides(overrides)
     switches = dict(SWITCHES)
     for key in list(glob):
@@ -111,6 +129,9 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
             switches[key] = glob.pop(key).lower() == 'true'
     nodes = [n for n in graph if not n.optional or switches[n.optional]]
     from_file = load_yaml(config)
+    for extra in extra_configs:
+        for node, values in load_yaml(extra).items():
+            from_file.setdefault(node, {}).update(values)
     unknown = sorted(set(per_node) - {n.name for n in graph})
     if unknown:
         raise ParamError(f'override for unknown node(s) {unknown}; nodes: {[n.name for n in graph]}')
