@@ -102,11 +102,15 @@ class VlaPolicy:
             n_bins, vocab_size = int(spec['n_bins']), int(spec['vocab_size'])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(path, f'{STATS_FILE} invalid: {exc}') from None
-        tokenizer = ActionTokenizer(vocab_size, n_bins, stats)
         policy_id = _sha256(weights)
         if config.get('model_type') != TinyVlaConfig.model_type:
-            model, processor = openvla.load(path, device, dtype, trust_remote_code)
+            try:
+                tokenizer = openvla.OpenVlaActionTokenizer(vocab_size, n_bins, stats)
+            except ValueError as exc:
+                raise CheckpointError(path, f'{STATS_FILE} tokenizer invalid: {exc}') from None
+            model, processor = openvla.load(path, device, dtype, trust_remote_code, vocab_size, n_bins)
             return cls(model, tokenizer, policy_id, processor=processor, source=str(path))
+        tokenizer = ActionTokenizer(vocab_size, n_bins, stats)
         try:
             model, info = TinyVla.from_pretrained(path, use_safetensors=True, dtype=dtype or torch.float32,
                                                   output_loading_info=True)
@@ -126,14 +130,14 @@ class VlaPolicy:
         """Write a checkpoint atomically (temp dir + rename); an existing checkpoint is replaced, any other
         non-empty path is refused."""
         path = Path(path)
-        if self.foreign:
-            raise CheckpointError(path, 'saving a foreign (non hapo_tiny_vla) model is not supported')
         if path.exists() and not (path.is_dir() and (_is_checkpoint(path) or not any(path.iterdir()))):
             raise CheckpointError(path, 'exists and is not a checkpoint directory; refusing to overwrite')
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
         try:
             self.model.save_pretrained(tmp)
+            if self.foreign:  # the processor (tokenizer + image preprocessing) travels with the weights
+                self._processor.save_pretrained(tmp)
             body = {**self.stats.to_json(), 'tokenizer': self.tokenizer.spec()}
             (tmp / STATS_FILE).write_text(json.dumps(body, indent=2) + '\n')
             if run_config is not None:
@@ -149,6 +153,10 @@ class VlaPolicy:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return path
+
+    def with_model(self, model: torch.nn.Module) -> VlaPolicy:
+        """The same policy (tokenizer, processor, id, source) around another model, e.g. LoRA merged."""
+        return VlaPolicy(model, self.tokenizer, self.policy_id, processor=self._processor, source=self.source)
 
     # properties ---------------------------------------------------------------------------------
     @property
@@ -184,11 +192,11 @@ class VlaPolicy:
                 proprio: np.ndarray | None = None) -> Prediction:
         """Greedy action for one observation; raises ValueError on a missing camera or proprio."""
         if self.foreign:
-            cam = self.camera_names[0]
-            tokens, entropy = openvla.predict(self.model, self._processor, _image(images, cam), prompt(instruction),
-                                              self.tokenizer.vocab_size, self.tokenizer.n_bins)
-            action = openvla.decode(tokens, self.tokenizer.vocab_size, self.stats, self.tokenizer.n_bins)
-            return Prediction(action.astype(np.float32), tokens.astype(np.int64), entropy.astype(np.float32))
+            batch = self.encode_batch([(images, instruction, proprio)])
+            tokens, entropy = _unwrap(self.model).generate_actions(batch, self.tokenizer.action_dim)  # (A,), (A,)
+            tokens = tokens.cpu().numpy()
+            return Prediction(self.tokenizer.decode(tokens).astype(np.float32), tokens.astype(np.int64),
+                              entropy.float().cpu().numpy())
         batch = self.encode_batch([(images, instruction, proprio)])
         tokens, entropy = self.model.generate_actions(**batch)  # (1, A), (1, A)
         tokens = tokens[0].cpu().numpy()
@@ -198,11 +206,16 @@ class VlaPolicy:
     # training API -------------------------------------------------------------------------------
     def encode_batch(self, samples: Sequence[Sample]) -> dict[str, Any]:
         """B samples -> {'images': {cam: (B, 3, S, S) float in [0, 1]}, 'proprio': (B, P) | None,
-        'text_ids': (B, L) long (left-padded), 'text_mask': (B, L) long} on the model's device."""
+        'text_ids': (B, L) long (left-padded), 'text_mask': (B, L) long} on the model's device.
+
+        A foreign model: the processor's outputs for (first camera's image, prompt) per sample, batched by
+        ``openvla.ForeignVla.encode`` ({'input_ids' (B, L) right-padded, 'attention_mask', 'prompt_len' (B,),
+        'pixel_values', ...}); proprio is not used."""
         if not samples:
             raise ValueError('encode_batch needs at least one sample')
         if self.foreign:
-            raise NotImplementedError('batched training of a foreign checkpoint is not supported by VlaPolicy')
+            cam = self.camera_names[0]
+            return _unwrap(self.model).encode(self._processor, [(_image(s[0], cam), prompt(s[1])) for s in samples])
         cfg, device = self.config, self.device
         dtype = next(self.model.parameters()).dtype
         images = {}
@@ -236,7 +249,7 @@ class VlaPolicy:
     def action_logprobs(self, batch: dict[str, Any], action_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced log p of the given action ids (B, A) and the argmax ids (B, A), both over the
         ``n_bins`` action ids only (the same distribution ``predict`` decodes from). Gradients flow."""
-        a = self.config.action_dim
+        a = self.tokenizer.action_dim
         assert action_tokens.ndim == 2 and action_tokens.shape[1] == a, f'action_tokens must be (B, {a})'
         logits = self.model(**batch, action_tokens=action_tokens)  # (B, A, n_bins)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B, A, n_bins)
@@ -247,6 +260,12 @@ class VlaPolicy:
     @functools.lru_cache(maxsize=64)  # noqa: B019 (instructions repeat every step; the policy lives as long)
     def _text_ids(self, instruction: str) -> tuple[int, ...]:
         return tuple(self._text.encode(prompt(instruction), self.config.max_text_len))
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The ForeignVla inside a peft wrapper (LoRA training), or the model itself."""
+    get = getattr(model, 'get_base_model', None)
+    return get() if get is not None else model
 
 
 def _image(images: dict[str, np.ndarray], cam: str) -> np.ndarray:

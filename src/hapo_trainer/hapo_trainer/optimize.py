@@ -114,13 +114,11 @@ def _apply_lora(policy: Any, cfg: TrainConfig) -> None:
 
 def _policy_saver(policy: Any, lora: bool):
     """A function writing the policy the node loads (LoRA adapters merged into a copy of the weights)."""
-    from hapo_policy.model import VlaPolicy
-
     def save(path: Path, run_config: dict[str, Any]) -> Path:
         if not lora:
             return policy.save_pretrained(path, run_config)
         merged = copy.deepcopy(policy.model).merge_and_unload()
-        return VlaPolicy(merged, policy.tokenizer, policy.policy_id).save_pretrained(path, run_config)
+        return policy.with_model(merged).save_pretrained(path, run_config)  # a foreign model keeps its processor
 
     return save
 
