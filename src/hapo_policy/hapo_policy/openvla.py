@@ -148,6 +148,8 @@ class _ActionIdsOnly:
 class ForeignVla(nn.Module):
     """A transformers image-text-to-text model seen through the tiny model's training interface."""
 
+    base_model_prefix = 'vlm'  # peft (through transformers' weight-conversion mapping) asks any model with a config
+
     def __init__(self, vlm: nn.Module, vocab_size: int, n_bins: int = 256, pad_id: int = 0):
         super().__init__()
         self.vlm = vlm

@@ -1,0 +1,77 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""optimize with LoRA on a foreign (transformers Llava) checkpoint: tests/io/foreign_vla.py's tiny stand-in."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from train.episode_bags import CAMERA, step_action, write_bags
+
+from hapo_policy.model import VlaPolicy
+from hapo_policy.normalization import ActionStats
+from hapo_trainer.config import TrainConfig
+from hapo_trainer.dataset import BuildSpec, build_dataset
+from hapo_trainer.optimize import train
+
+
+def _foreign_vla():
+    path = Path(__file__).parents[1] / 'io' / 'foreign_vla.py'  # tests/io is no package ('io' is the stdlib's)
+    spec = importlib.util.spec_from_file_location('foreign_vla_fixture', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def recorded(tmp_path_factory):
+    fixture = _foreign_vla()
+    assert fixture.CAMERA == CAMERA
+    root = tmp_path_factory.mktemp('foreign')
+    write_bags(root / 'bags', n=2)
+    rng = np.random.default_rng(123)
+    stats = ActionStats.from_actions(np.stack([step_action(s, 0, rng) for s in [1, 2] * 50]))
+    return root / 'bags', fixture.write_foreign_checkpoint(root / 'base', stats), root / 'cache'
+
+
+@pytest.mark.parametrize('method', ['hapo', 'bc'])
+def test_lora_three_steps_train_only_adapters_and_save_a_loadable_merged_policy(recorded, tmp_path, method):
+    bags, base, cache = recorded
+    policy = VlaPolicy.from_pretrained(base, dtype=torch.float32)
+    ds = build_dataset([bags], BuildSpec.for_policy(TrainConfig().data, policy), method=method, cache_dir=cache,
+                       log=lambda m: None, progress=False)
+    cfg = TrainConfig().replace(**{'loss.method': method, 'optim.max_steps': 3, 'optim.lr': 1e-2,
+                                   'optim.warmup_steps': 0, 'run.tensorboard': False, 'run.checkpoint_every': 0,
+                                   'model.lora': True, 'optim.micro_batch': 4})
+    base_weights = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
+    final, step = train(policy, ds, cfg, tmp_path / 'out', progress=False, log=lambda m: None)
+    assert step == 3
+    params = dict(policy.model.named_parameters())
+    trainable = [n for n, p in params.items() if p.requires_grad]
+    assert trainable and all('lora_' in n for n in trainable)
+    assert all(torch.isfinite(p).all() for p in params.values())
+    lora_b = [n for n in trainable if 'lora_B' in n]
+    assert lora_b and all(params[n].abs().sum() > 0 for n in lora_b), 'LoRA B starts at zero; it must have moved'
+    frozen = {n.removeprefix('base_model.model.').replace('.base_layer.', '.'): p for n, p in params.items()
+              if 'lora_' not in n}
+    assert frozen.keys() == base_weights.keys()
+    for name, before in base_weights.items():  # the base weights are untouched
+        assert torch.equal(before, frozen[name].detach()), name
+
+    reloaded = VlaPolicy.from_pretrained(final, dtype=torch.float32)  # merged adapters + processor + stats
+    assert reloaded.foreign and reloaded.camera_names == [CAMERA]
+    assert not any('lora_' in n for n, _ in reloaded.model.named_parameters())
+    samples = [ds.sample(i) for i in range(4)]
+    tokens = torch.from_numpy(policy.tokenizer.encode(ds.actions[:4]))
+    with torch.no_grad():
+        trained = policy.action_logprobs(policy.encode_batch(samples), tokens)[0]
+        merged = reloaded.action_logprobs(reloaded.encode_batch(samples), tokens)[0]
+        with policy.model.disable_adapter():
+            original = policy.action_logprobs(policy.encode_batch(samples), tokens)[0]
+    torch.testing.assert_close(merged, trained, atol=1e-3, rtol=1e-3)
+    assert (merged - original).abs().max() > 1e-3  # the saved policy is the trained one, not the base
+    assert np.isfinite(reloaded.predict(samples[0][0], samples[0][1]).action).all()
