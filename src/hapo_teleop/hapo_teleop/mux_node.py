@@ -16,6 +16,7 @@ import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState, Joy
@@ -108,6 +109,8 @@ class MuxNode(Node):
         stamp = self.logic.obs_stamp_ns or self.now_ns()
         hold = (0.0,) * 6 + (self.logic.gripper,)
         self.cmd_pub.publish(fill_step(JointState(), ExecutedStep(stamp, hold, ControlSource.NONE)))
+        # Reliable delivery is asynchronous: destroying the publisher right away could drop the message.
+        self.cmd_pub.wait_for_all_acked(Duration(seconds=1.0))
 
 
 def main(args=None) -> int:
