@@ -32,7 +32,7 @@ def test_joystick_events_become_joy_messages(start_node, ros_domain, tmp_path):
         wait_for(lambda: any(m.buttons[4] == 1 and m.axes[4] == 1.0 for m in list(joys)), 20,
                  what=f'a Joy with the deadman held and the stick up; {list(joys)[-1:]}\n{node.log()}')
         n = len(joys)
-        wait_for(lambda: len(joys) >= n + 5, 5, what='autorepeat while nothing changes')
+        wait_for(lambda: len(joys) >= n + 5, 15, what='autorepeat while nothing changes')
         os.close(fd)  # unplugged
         wait_for(lambda: 'disconnected' in node.log(), 10, what='a disconnect warning')
         n = len(joys)

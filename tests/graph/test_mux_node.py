@@ -54,7 +54,7 @@ def test_mux_node_end_to_end(ros_domain, start_node):
 
         n = len(cmds)
         assert mux.stop() == 0
-        wait_for(lambda: len(cmds) > n, 5, what='a last hold command on shutdown')
+        wait_for(lambda: len(cmds) > n, 15, what='a last hold command on shutdown')
         last = steps()[-1]
         assert last.action[:6] == (0.0,) * 6 and last.action[6] == 1.0  # gripper kept closed
 

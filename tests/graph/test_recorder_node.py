@@ -101,12 +101,12 @@ def test_kill9_leaves_truncated_readable_bag(start_node, tmp_path):
         [{'task': 'crash', 'sources': 'P' * 60 + 'H' * 60, 'end': 'success', 'period_s': 0.05}])])
     try:
         wait_for(lambda: root.exists() and any(root.iterdir()), 20, what='episode bag created')
-        wait_for(lambda: 'episode 1 recording' in rec.log(), 5, what='recording started')
+        wait_for(lambda: 'episode 1 recording' in rec.log(), 15, what='recording started')
         import time
 
         time.sleep(3.5)  # ~70 steps in: past the policy part, inside the takeover
         rec.signal(signal.SIGKILL)
-        rec.wait(5)
+        rec.wait(10)
     finally:
         player.wait(30)
     (path,) = list_episodes([root])
