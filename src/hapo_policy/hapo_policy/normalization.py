@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from hapo_interfaces.topics import ACTION_DIM
 
@@ -58,6 +59,13 @@ class ActionStats:
         out = 2.0 * (actions - self.q01) / np.maximum(span, _EPS) - 1.0
         out = np.where(span > _EPS, out, 0.0)
         return np.clip(out, -1.0, 1.0)
+
+    def normalize_torch(self, actions: torch.Tensor) -> torch.Tensor:
+        """``normalize`` for a tensor on any device, in float64 (training: no host round trip)."""
+        q01 = torch.as_tensor(self.q01, dtype=torch.float64, device=actions.device)
+        span = torch.as_tensor(self.q99, dtype=torch.float64, device=actions.device) - q01
+        out = 2.0 * (actions.double() - q01) / span.clamp_min(_EPS) - 1.0  # (..., A)
+        return torch.where(span > _EPS, out, torch.zeros_like(out)).clamp(-1.0, 1.0)
 
     def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
         """(..., A) in [-1, 1] -> (..., A) raw (inverse of ``normalize`` inside [q01, q99])."""

@@ -104,11 +104,7 @@ class OpenVlaActionTokenizer(ActionTokenizer):
         return decode(token_ids, self.vocab_size, self.stats, self.n_bins)
 
     def encode_torch(self, actions: torch.Tensor) -> torch.Tensor:
-        q01 = torch.as_tensor(self.stats.q01, dtype=torch.float64, device=actions.device)
-        q99 = torch.as_tensor(self.stats.q99, dtype=torch.float64, device=actions.device)
-        span = q99 - q01
-        norm = 2.0 * (actions.double() - q01) / span.clamp_min(1e-8) - 1.0  # (..., A)
-        norm = torch.where(span > 1e-8, norm, torch.zeros_like(norm)).clamp(-1.0, 1.0)
+        norm = self.stats.normalize_torch(actions)  # (..., A) in [-1, 1]
         edges = torch.as_tensor(_edges(self.n_bins), dtype=torch.float64, device=actions.device)
         digitized = torch.bucketize(norm, edges, right=True).clamp(1, self.n_bins)  # == np.digitize
         return self.vocab_size - digitized

@@ -77,11 +77,7 @@ class ActionTokenizer:
     # torch (training: L1 of argmax tokens; no host sync unless check=True) ------------------------
     def encode_torch(self, actions: torch.Tensor) -> torch.Tensor:
         """(..., A) float raw actions -> (..., A) long token ids, same result as ``encode``."""
-        q01 = torch.as_tensor(self.stats.q01, dtype=torch.float64, device=actions.device)
-        q99 = torch.as_tensor(self.stats.q99, dtype=torch.float64, device=actions.device)
-        span = q99 - q01
-        norm = 2.0 * (actions.double() - q01) / span.clamp_min(1e-8) - 1.0  # (..., A)
-        norm = torch.where(span > 1e-8, norm, torch.zeros_like(norm)).clamp(-1.0, 1.0)
+        norm = self.stats.normalize_torch(actions)  # (..., A) in [-1, 1]
         bins = torch.floor((norm + 1.0) * 0.5 * self.n_bins).clamp(0, self.n_bins - 1).long()
         return bins + self.first_id
 
