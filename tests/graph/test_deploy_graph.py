@@ -116,7 +116,8 @@ def test_joystick_takeover_and_handback(ros_domain, tmp_path):
     # (on the newest frame, so a loaded machine may skip some observations then).
     proposed = set(ep.proposal_stamps_ns.tolist())
     policy_stamps = ep.step_stamps_ns[ep.sources == S.POLICY.value].tolist()
-    assert proposed.issuperset(policy_stamps), 'an executed policy step has no recorded proposal'
+    missing = [i for i, t in enumerate(ep.step_stamps_ns.tolist()) if t in set(policy_stamps) - proposed]
+    assert not missing, f'executed policy steps {missing} of {len(recorded)} have no recorded proposal: {ep.metadata}'
     human_stamps = ep.step_stamps_ns[ep.sources == S.HUMAN.value].tolist()
     assert proposed.intersection(human_stamps), 'no policy proposal was recorded while the human drove'
 

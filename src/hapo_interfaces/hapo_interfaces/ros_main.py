@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,8 @@ def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = Non
 
     0 on a requested stop; 2 with a one-line ``name: reason`` on stderr when the factory raises
     ParamError, NodeStartError or one of ``start_errors``. A node's ``on_exit()`` (e.g. a final
-    hold command, closing a bag) runs before ``destroy_node``, also after an external shutdown.
+    hold command, closing a bag) runs before ``destroy_node``, also after an external shutdown. A node with
+    ``drain_s`` keeps taking messages that long after the stop, before ``on_exit()``.
     """
     stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -47,6 +49,9 @@ def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = Non
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.05)
+        deadline = time.monotonic() + getattr(node, 'drain_s', 0.0)
+        while time.monotonic() < deadline and rclpy.ok():  # take what already arrived (a recorder loses nothing)
+            executor.spin_once(timeout_sec=0.01)
     except (ParamError, NodeStartError, *start_errors) as exc:
         print(f'{name}: {exc}', file=sys.stderr, flush=True)
         return 2

@@ -8,10 +8,13 @@ Data flow (``recorder_node`` feeds ``offer`` from raw subscription callbacks)::
         hapo/episode  -> decode -> EpisodeGate -> open / close EpisodeWriter
         hapo/cmd      -> decode -> step (stamp, source) -> write + tag
         other topics  -> header stamp read from the CDR bytes -> EpisodeGate.admit -> write
+                         (not admitted: kept in a short pre-roll, written if a START with an earlier stamp follows)
 
 ``offer`` never blocks: past ``queue_size`` waiting messages a new message is dropped and counted for its topic;
 episode events and executed steps are small and rare and always queued, since losing one would corrupt the
-labels. Per-topic counters (received, written, dropped, outside an episode) feed ``/diagnostics`` and each
+labels. The pre-roll covers the executor's order: it takes ready subscriptions in creation order, not in
+arrival order, so the first step's messages can reach the queue before the START event they belong to.
+Per-topic counters (received, written, dropped, outside an episode) feed ``/diagnostics`` and each
 episode's custom_data.
 """
 
@@ -22,17 +25,20 @@ import queue
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.records import RecordError, decode_event, read_step
 from hapo_recorder.bag_writer import EpisodeWriter, RecorderError, typestore
 from hapo_recorder.episode import Close, EpisodeGate, Open
 from hapo_recorder.params import RecorderParams
 
 CRITICAL_ROLES = ('episode', 'cmd')
+PREROLL = 64  # stamped messages kept while no episode admits them (about 0.3 s of the deploy graph)
 
 
 def software_version() -> str:
@@ -97,6 +103,7 @@ class Recorder:
         self.last_error = ''
         self.last_path = ''
         self._latest_instruction: tuple[bytes, int] | None = None
+        self._preroll: deque[tuple[str, bytes, int, int]] = deque(maxlen=PREROLL)  # (topic, raw, recv_ns, stamp)
         self.policy_id = params.policy_id  # replaced by what the policy node announces on hapo/policy/id
         self._opened_at: dict[str, tuple[int, int]] = {}
         self._last_log_ns = 0
@@ -183,9 +190,13 @@ class Recorder:
                 self._do(action)
             if not terminal:
                 self._write(spec, log_ns, raw)
+            if event.event == EpisodeEvent.START and self.writer is not None:
+                self._replay_preroll(event.stamp_ns)
             return
         stamp = header_stamp_ns(raw) if self._stamped[topic] else None
         if not self.gate.admit(stamp):
+            if stamp is not None:
+                self._preroll.append((topic, raw, recv_ns, stamp))
             with self._lock:
                 st.outside += 1
             return
@@ -201,6 +212,15 @@ class Recorder:
                 self.writer.add_step(step.stamp_ns, int(step.source))
             return
         self._write(spec, log_ns, raw)
+
+    def _replay_preroll(self, start_ns: int) -> None:
+        """Record the pre-roll messages stamped at or after the episode's start, in arrival order."""
+        early = [m for m in self._preroll if m[3] >= start_ns]
+        self._preroll.clear()
+        for topic, raw, recv_ns, _ in early:
+            with self._lock:
+                self.stats[topic].outside -= 1
+            self._handle(topic, raw, recv_ns)
 
     def _write(self, spec: TopicSpec, log_ns: int, raw: bytes) -> bool:
         if self.writer is None or not self._guard(self.writer.write, spec.topic, spec.msgtype, log_ns, raw):

@@ -38,6 +38,10 @@ JS, IMG, STR = 'sensor_msgs/msg/JointState', 'sensor_msgs/msg/Image', 'std_msgs/
 
 
 class RecorderNode(Node):
+    # After SIGINT/SIGTERM keep taking delivered messages this long: the executor takes ready subscriptions in
+    # creation order, so a step's command can be taken and its policy proposal still be waiting.
+    drain_s = 0.3
+
     def __init__(self, **kwargs):
         super().__init__('recorder_node', **kwargs)  # = config/deploy.yaml key
         self.params = declare(self, RecorderParams)
