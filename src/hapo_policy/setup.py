@@ -22,6 +22,7 @@ setup(
     entry_points={
         'console_scripts': [
             'policy_node = hapo_policy.policy_node:main',
+            'import_stats = hapo_policy.import_stats:main',
         ],
     },
 )

@@ -143,3 +143,23 @@ def test_missing_checkpoint_exits_2_with_one_line(start_node, tmp_path):
     assert len(lines) == 1 and lines[0].endswith(f'policy_node: cannot load checkpoint {tmp_path / "nowhere"}: '
                                                  'no such directory'), log
     assert 'Traceback' not in log
+
+
+def test_serves_an_openvla_layout_checkpoint(start_node, probe, tmp_path):
+    """A transformers VLA laid out like OpenVLA as downloaded (norm_stats in config.json, gripper unmasked, no
+    action_stats.json) is served by the same node: actions stamped, the gripper a raw bin centre."""
+    from foreign_vla import CAMERA, as_openvla, write_foreign_checkpoint
+
+    from hapo_policy.normalization import ActionStats
+
+    stats = ActionStats(np.full(7, -0.5), np.full(7, 0.5))
+    norm = {'q01': stats.q01.tolist(), 'q99': stats.q99.tolist(), 'mask': [True] * 6 + [False]}
+    path = as_openvla(write_foreign_checkpoint(tmp_path / 'openvla', stats), {'sim_lift': norm})
+    node = start_node(NODE, params={**PARAMS, 'checkpoint': str(path), 'camera_names': CAMERA})
+    _send_until(probe, lambda: len(probe.actions) >= 2, START_S, 'two actions from the foreign checkpoint')
+    assert set(probe.stamps(probe.actions)) <= set(probe.sent)
+    with probe.lock:
+        action = read_action(probe.actions[-1])
+    assert all(-0.5 <= a <= 0.5 for a in action[:6]) and -1.0 < action[6] < 1.0, action
+    node.signal(signal.SIGTERM)
+    assert node.wait(timeout_s=15) == 0, node.log()

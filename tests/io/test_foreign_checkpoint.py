@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from foreign_vla import CAMERA, N_BINS, VOCAB, write_foreign_checkpoint
+from foreign_vla import CAMERA, N_BINS, VOCAB, as_openvla, write_foreign_checkpoint
 
 from hapo_policy import openvla
 from hapo_policy.errors import CheckpointError
@@ -134,3 +134,89 @@ def test_stats_vocab_beyond_the_logits_is_refused(ckpt, tmp_path):
     (broken / 'action_stats.json').write_text(json.dumps(body))
     with pytest.raises(CheckpointError, match='vocab_size 10000'):
         VlaPolicy.from_pretrained(broken)
+
+
+def test_stats_vocab_other_than_the_tokenizers_is_refused(ckpt, tmp_path):
+    import shutil
+
+    broken = shutil.copytree(ckpt, tmp_path / 'broken')
+    body = json.loads((broken / 'action_stats.json').read_text())
+    body['tokenizer']['vocab_size'] = 640  # the padded embedding's rows (OpenVLA's 32064), not the tokenizer's
+    (broken / 'action_stats.json').write_text(json.dumps(body))
+    with pytest.raises(CheckpointError, match="differs from the tokenizer's 600"):
+        VlaPolicy.from_pretrained(broken)
+
+
+# OpenVLA as downloaded: no action_stats.json, per-dataset norm_stats in config.json ---------------------------
+GRIPPER_FREE = [True] * 6 + [False]  # OpenVLA's mask: the gripper is not normalised
+
+
+def _norm(stats, mask=None):
+    return {'q01': stats.q01.tolist(), 'q99': stats.q99.tolist(), **({'mask': mask} if mask else {})}
+
+
+def test_openvla_layout_loads_with_its_only_dataset_stats_and_mask(tmp_path):
+    path = as_openvla(write_foreign_checkpoint(tmp_path / 'openvla', STATS), {'sim_lift': _norm(STATS, GRIPPER_FREE)})
+    policy = VlaPolicy.from_pretrained(path, dtype=torch.float32)
+    assert policy.tokenizer.vocab_size == VOCAB and policy.stats.mask.tolist() == GRIPPER_FREE
+    pred = policy.predict(_samples(1)[0][0], 'lift the cube')
+    assert (pred.action[:6] >= STATS.q01[:6] - 1e-6).all() and (pred.action[:6] <= STATS.q99[:6] + 1e-6).all()
+    centres = (np.linspace(-1, 1, N_BINS)[:-1] + np.linspace(-1, 1, N_BINS)[1:]) / 2
+    assert np.isclose(centres, pred.action[6], atol=1e-6).any()  # the gripper is a bin centre, not rescaled
+    gripper = np.array([[0.0] * 6 + [1.0], [0.0] * 6 + [-1.0]])
+    assert policy.tokenizer.encode(gripper)[:, 6].tolist() == [VOCAB - N_BINS, VOCAB - 1]  # raw +-1 -> end bins
+    out = policy.save_pretrained(tmp_path / 'saved')  # action_stats.json written: mask and all
+    assert VlaPolicy.from_pretrained(out).stats.mask.tolist() == GRIPPER_FREE
+
+
+def test_several_datasets_need_an_unnorm_key_and_import_stats_writes_it(tmp_path):
+    import subprocess
+    import sys
+
+    other = ActionStats(np.full(7, -0.5), np.full(7, 0.5))
+    path = as_openvla(write_foreign_checkpoint(tmp_path / 'openvla', STATS),
+                       {'bridge_orig': _norm(other), 'sim_lift': _norm(STATS, GRIPPER_FREE)})
+    with pytest.raises(CheckpointError, match=r'2 datasets.*--unnorm-key KEY \(keys: bridge_orig, sim_lift\)') as err:
+        VlaPolicy.from_pretrained(path)
+    assert '\n' not in str(err.value)
+
+    def run(*args):
+        return subprocess.run([sys.executable, '-m', 'hapo_bringup.cli', 'import-stats', str(path), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    listed = run('--list')
+    assert listed.returncode == 0 and listed.stdout.split('\n')[:2] == ['bridge_orig\t7 action dims',
+                                                                        'sim_lift\t7 action dims']
+    wrong = run('--unnorm-key', 'fractal')
+    assert wrong.returncode == 2 and "unnorm_key 'fractal'" in wrong.stderr
+    assert not (path / 'action_stats.json').exists()
+    done = run('--unnorm-key', 'sim_lift')
+    assert done.returncode == 0, done.stderr
+    assert 'unnorm_key sim_lift' in done.stdout and 'vocab_size 600' in done.stdout
+    policy = VlaPolicy.from_pretrained(path, dtype=torch.float32)
+    assert np.array_equal(policy.stats.q99, STATS.q99) and policy.stats.mask.tolist() == GRIPPER_FREE
+    again = run('--unnorm-key', 'bridge_orig')
+    assert again.returncode == 2 and '--force' in again.stderr
+    assert run('--unnorm-key', 'bridge_orig', '--force').returncode == 0
+    assert np.array_equal(VlaPolicy.from_pretrained(path).stats.q99, other.q99)
+
+
+def test_prompt_suffix_ends_every_prompt_in_inference_and_training(ckpt, tmp_path):
+    import shutil
+
+    path = shutil.copytree(ckpt, tmp_path / 'suffixed')
+    body = json.loads((path / 'action_stats.json').read_text())
+    body['tokenizer']['prompt_suffix_ids'] = [7]  # stands in for OpenVLA's 29871
+    (path / 'action_stats.json').write_text(json.dumps(body))
+    plain = VlaPolicy.from_pretrained(ckpt, dtype=torch.float32)
+    policy = VlaPolicy.from_pretrained(path, dtype=torch.float32)
+    samples = _samples(2)
+    batch, before = policy.encode_batch(samples), plain.encode_batch(samples)
+    assert (batch['prompt_len'] == before['prompt_len'] + 1).all()
+    for row, n in zip(batch['input_ids'], batch['prompt_len'].tolist(), strict=True):
+        assert row[n - 1] == 7  # right after the processor's prompt, before the padding
+    pred = policy.predict(samples[0][0], samples[0][1])
+    _, argmax = policy.action_logprobs(policy.encode_batch(samples[:1]), torch.from_numpy(pred.tokens)[None])
+    assert argmax[0].tolist() == pred.tokens.tolist()  # training sees the prompt inference saw
+    saved = json.loads(policy.save_pretrained(tmp_path / 'saved').joinpath('action_stats.json').read_text())
+    assert saved['tokenizer']['prompt_suffix_ids'] == [7]

@@ -1,12 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""optimize with LoRA on a foreign (transformers Llava) checkpoint: tests/io/foreign_vla.py's tiny stand-in."""
+"""optimize with LoRA on a foreign (transformers Llava) checkpoint: tests/foreign_vla.py's tiny stand-in."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import foreign_vla
 import numpy as np
 import pytest
 import torch
@@ -19,23 +17,14 @@ from hapo_trainer.dataset import BuildSpec, build_dataset
 from hapo_trainer.optimize import train
 
 
-def _foreign_vla():
-    path = Path(__file__).parents[1] / 'io' / 'foreign_vla.py'  # tests/io is no package ('io' is the stdlib's)
-    spec = importlib.util.spec_from_file_location('foreign_vla_fixture', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def recorded(tmp_path_factory):
-    fixture = _foreign_vla()
-    assert fixture.CAMERA == CAMERA
+    assert foreign_vla.CAMERA == CAMERA
     root = tmp_path_factory.mktemp('foreign')
     write_bags(root / 'bags', n=2)
     rng = np.random.default_rng(123)
     stats = ActionStats.from_actions(np.stack([step_action(s, 0, rng) for s in [1, 2] * 50]))
-    return root / 'bags', fixture.write_foreign_checkpoint(root / 'base', stats), root / 'cache'
+    return root / 'bags', foreign_vla.write_foreign_checkpoint(root / 'base', stats), root / 'cache'
 
 
 @pytest.mark.parametrize('method', ['hapo', 'bc'])

@@ -81,6 +81,21 @@ def test_normalize_inverse_and_constant_dim():
     assert np.allclose(stats.unnormalize(stats.normalize(np.array([1.0, 2.0]))), [1.0, 2.0])
 
 
+def test_mask_leaves_unmasked_dims_raw_in_numpy_torch_and_json():
+    stats = ActionStats(np.array([0.0, -2.0]), np.array([4.0, 2.0]), mask=np.array([True, False]))
+    raw = np.array([[3.0, 0.5], [1.0, -3.0]])
+    assert stats.normalize(raw).tolist() == [[0.5, 0.5], [-0.5, -1.0]]  # dim 2 as it is, clipped
+    assert stats.unnormalize(np.array([0.5, 0.25])).tolist() == [3.0, 0.25]
+    assert np.allclose(stats.normalize_torch(torch.from_numpy(raw)).numpy(), stats.normalize(raw))
+    assert np.allclose(stats.unnormalize_torch(torch.tensor([0.5, 0.25])).numpy(), [3.0, 0.25])
+    assert [b.tolist() for b in stats.bounds()] == [[0.0, -1.0], [4.0, 1.0]]
+    body = stats.to_json()
+    assert body['mask'] == [True, False] and ActionStats.from_json(body).mask.tolist() == [True, False]
+    assert 'mask' not in ActionStats(np.zeros(2), np.ones(2)).to_json()  # all normalised: files stay as before
+    with pytest.raises(ValueError, match='mask must be 2 booleans'):
+        ActionStats(np.zeros(2), np.ones(2), mask=np.array([1, 0]))
+
+
 def test_prompt_and_byte_tokenizer():
     text = prompt('Lift the cube.')
     assert text == 'In: What action should the robot take to lift the cube?\nOut:'

@@ -4,7 +4,7 @@
 
     hapo deploy [key:=value ...] [--config config/deploy.yaml] [--duration S]
     hapo bag-info DIR...
-    hapo dataset|optimize|evaluate ...   (see ``hapo <verb> --help``)
+    hapo dataset|optimize|evaluate|import-stats ...   (see ``hapo <verb> --help``)
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ VERBS = {
     'dataset': ('hapo_trainer.dataset', 'bags -> preference dataset (cached) + summary.json'),
     'optimize': ('hapo_trainer.optimize', 'fine-tune a policy on recorded episodes (HAPO and baselines)'),
     'evaluate': ('hapo_trainer.evaluate', 'replay recorded episodes through a policy'),
+    'import-stats': ('hapo_policy.import_stats', "an OpenVLA checkpoint's norm_stats[unnorm_key] -> action_stats.json"),
 }
 
 

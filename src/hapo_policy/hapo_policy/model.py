@@ -6,7 +6,8 @@ A checkpoint is a ``save_pretrained`` directory::
 
     config.json          model config (model_type 'hapo_tiny_vla', or a foreign VLA such as OpenVLA)
     model.safetensors    weights; never a pickle
-    action_stats.json    {"q01": [...], "q99": [...], "tokenizer": {"n_bins", "vocab_size", "kind"}}
+    action_stats.json    {"q01": [...], "q99": [...], "mask"?: [...], "tokenizer": {"n_bins", "vocab_size", "kind"}}
+                         (an OpenVLA checkpoint without it: taken from its norm_stats, see import_stats.py)
     run_config.json      optional: the resolved training config of the run that wrote it
 
 Preprocessing is the chain images -> ``images_to_tensor``, instruction -> ``prompt`` -> ``ByteTokenizer``,
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from hapo_policy import openvla
+from hapo_policy import import_stats, openvla
 from hapo_policy.errors import CheckpointError
 from hapo_policy.normalization import ActionStats
 from hapo_policy.prompt import ByteTokenizer, prompt
@@ -88,14 +89,17 @@ class VlaPolicy:
         path = Path(path)
         if not path.is_dir():
             raise CheckpointError(path, 'no such directory' if not path.exists() else 'not a directory')
-        for name in (CONFIG_FILE, STATS_FILE):
-            if not (path / name).is_file():
-                raise CheckpointError(path, f'missing {name}' + (
-                    ' (action q01/q99 statistics and tokenizer spec travel with the checkpoint)'
-                    if name == STATS_FILE else ''))
+        if not (path / CONFIG_FILE).is_file():
+            raise CheckpointError(path, f'missing {CONFIG_FILE}')
         weights = _weights_files(path)
         config = _read_json(path, CONFIG_FILE)
-        body = _read_json(path, STATS_FILE)
+        if (path / STATS_FILE).is_file():
+            body = _read_json(path, STATS_FILE)
+        else:
+            body = import_stats.stats_body(path, config)  # an OpenVLA checkpoint as downloaded
+            if body is None:
+                raise CheckpointError(path, f'missing {STATS_FILE} (action q01/q99 statistics and tokenizer spec '
+                                            'travel with the checkpoint)')
         try:
             stats = ActionStats.from_json(body)
             spec = body['tokenizer']
@@ -105,10 +109,11 @@ class VlaPolicy:
         policy_id = _sha256(weights)
         if config.get('model_type') != TinyVlaConfig.model_type:
             try:
-                tokenizer = openvla.OpenVlaActionTokenizer(vocab_size, n_bins, stats)
-            except ValueError as exc:
+                suffix = tuple(int(i) for i in spec.get('prompt_suffix_ids', ()))
+                tokenizer = openvla.OpenVlaActionTokenizer(vocab_size, n_bins, stats, prompt_suffix_ids=suffix)
+            except (TypeError, ValueError) as exc:
                 raise CheckpointError(path, f'{STATS_FILE} tokenizer invalid: {exc}') from None
-            model, processor = openvla.load(path, device, dtype, trust_remote_code, vocab_size, n_bins)
+            model, processor = openvla.load(path, device, dtype, trust_remote_code, tokenizer)
             return cls(model, tokenizer, policy_id, processor=processor, source=str(path))
         tokenizer = ActionTokenizer(vocab_size, n_bins, stats)
         try:

@@ -11,9 +11,11 @@ and wrapped in ``ForeignVla`` so the trainer calls it exactly like the tiny mode
 Token ids keep OpenVLA's convention (prismatic/vla/action_tokenizer.py): 256 *edges* ``linspace(-1, 1, 256)``,
 ``id = vocab_size - digitize(normalised)`` (decreasing ids, -1 -> vocab_size - 1, +1 -> vocab_size - 256) and
 ``decode`` with its off-by-one clip; ``vocab_size`` is the *tokenizer's* (OpenVLA: 32000, the embedding has 32064
-rows), read from ``action_stats.json``. The action distribution is the softmax over those last ``n_bins`` ids
+rows), read from ``action_stats.json`` and checked against the tokenizer. ``prompt_suffix_ids`` (OpenVLA: the empty
+token 29871 its ``predict_action`` appends after 'Out:') end every prompt, at inference and in training alike.
+The action distribution is the softmax over those last ``n_bins`` ids
 only, as for the tiny model; greedy decoding is restricted to them, so every predicted id is an action id.
-Exercised on CPU by a tiny Llava stand-in (tests/io/foreign_vla.py); no real OpenVLA weights were run here.
+Exercised on CPU by a tiny Llava stand-in (tests/foreign_vla.py); no real OpenVLA weights were run here.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ PROCESSOR_FILES = ('processor_config.json', 'preprocessor_config.json')  # eithe
 TOKENIZER_FILE = 'tokenizer_config.json'
 
 
-def load(path: Path, device: str, dtype: torch.dtype | None, trust_remote_code: bool, vocab_size: int,
-         n_bins: int = 256) -> tuple[ForeignVla, Any]:
+def load(path: Path, device: str, dtype: torch.dtype | None, trust_remote_code: bool,
+         tokenizer: OpenVlaActionTokenizer) -> tuple[ForeignVla, Any]:
     """-> (model, processor); raises CheckpointError with the reason in one line."""
     import transformers
 
@@ -57,11 +59,18 @@ def load(path: Path, device: str, dtype: torch.dtype | None, trust_remote_code: 
         raise CheckpointError(path, f'cannot load foreign model: {first}{hint}') from None
     if getattr(processor, 'image_processor', None) is None:
         raise CheckpointError(path, f'the processor loaded as {type(processor).__name__}, which takes no images')
-    rows = model.get_output_embeddings().weight.shape[0]
+    vocab_size, rows = tokenizer.vocab_size, model.get_output_embeddings().weight.shape[0]
     if vocab_size > rows:
         raise CheckpointError(path, f'action_stats.json vocab_size {vocab_size} exceeds the model\'s {rows} logits')
-    pad_id = getattr(getattr(processor, 'tokenizer', None), 'pad_token_id', None)
-    return ForeignVla(model, vocab_size, n_bins, pad_id or 0).to(device).eval(), processor
+    text_tokenizer = getattr(processor, 'tokenizer', None)
+    own = getattr(text_tokenizer, 'vocab_size', None)
+    if isinstance(own, int) and own != vocab_size:
+        raise CheckpointError(path, f'action_stats.json vocab_size {vocab_size} differs from the tokenizer\'s {own}: '
+                                    f'the action bins are the tokenizer\'s last {tokenizer.n_bins} ids, not the '
+                                    'padded embedding\'s')
+    pad_id = getattr(text_tokenizer, 'pad_token_id', None) or 0
+    vla = ForeignVla(model, vocab_size, tokenizer.n_bins, pad_id, tokenizer.prompt_suffix_ids)
+    return vla.to(device).eval(), processor
 
 
 # token ids <-> actions (OpenVLA's convention) ---------------------------------------------------------------
@@ -88,8 +97,16 @@ class OpenVlaActionTokenizer(ActionTokenizer):
     """``ActionTokenizer``'s interface (what the trainer uses) with OpenVLA's ids; ``first_id`` is still the
     lowest action id, so log-probs index the same ``n_bins`` slice of the logits."""
 
+    def __init__(self, vocab_size: int, n_bins: int = 256, stats: ActionStats | None = None,
+                 prompt_suffix_ids: tuple[int, ...] = ()):
+        super().__init__(vocab_size, n_bins, stats)
+        self.prompt_suffix_ids = tuple(prompt_suffix_ids)
+
     def spec(self) -> dict:
-        return {'kind': 'openvla', 'n_bins': self.n_bins, 'vocab_size': self.vocab_size}
+        spec = {'kind': 'openvla', 'n_bins': self.n_bins, 'vocab_size': self.vocab_size}
+        if self.prompt_suffix_ids:
+            spec['prompt_suffix_ids'] = list(self.prompt_suffix_ids)
+        return spec
 
     def bins(self, actions: np.ndarray) -> np.ndarray:
         return self.encode(actions) - self.first_id
@@ -116,9 +133,7 @@ class OpenVlaActionTokenizer(ActionTokenizer):
         edges = _edges(self.n_bins)
         centres = torch.as_tensor((edges[:-1] + edges[1:]) / 2.0, dtype=torch.float32, device=ids.device)
         idx = (self.vocab_size - ids - 1).clamp(0, self.n_bins - 2)
-        q01 = torch.as_tensor(self.stats.q01, dtype=torch.float32, device=ids.device)
-        q99 = torch.as_tensor(self.stats.q99, dtype=torch.float32, device=ids.device)
-        return (centres[idx] + 1.0) * 0.5 * (q99 - q01) + q01
+        return self.stats.unnormalize_torch(centres[idx])
 
 
 # the model ---------------------------------------------------------------------------------------------
@@ -146,10 +161,12 @@ class ForeignVla(nn.Module):
 
     base_model_prefix = 'vlm'  # peft (through transformers' weight-conversion mapping) asks any model with a config
 
-    def __init__(self, vlm: nn.Module, vocab_size: int, n_bins: int = 256, pad_id: int = 0):
+    def __init__(self, vlm: nn.Module, vocab_size: int, n_bins: int = 256, pad_id: int = 0,
+                 prompt_suffix_ids: tuple[int, ...] = ()):
         super().__init__()
         self.vlm = vlm
         self.vocab_size, self.n_bins, self.pad_id = int(vocab_size), int(n_bins), int(pad_id)
+        self.suffix = torch.tensor(prompt_suffix_ids, dtype=torch.long)  # (S,)
 
     @property
     def config(self) -> Any:
@@ -173,11 +190,12 @@ class ForeignVla(nn.Module):
 
         rows = [processor(text=prompt_text(processor, text), images=Image.fromarray(img), return_tensors='pt')
                 for img, text in samples]
-        lengths = [int(r['input_ids'].shape[1]) for r in rows]
+        prompts = [self._with_suffix(r['input_ids'][0]) for r in rows]  # (L_i,) each
+        lengths = [int(p.shape[0]) for p in prompts]
         ids = torch.full((len(rows), max(lengths)), self.pad_id, dtype=torch.long)  # (B, L)
         mask = torch.zeros_like(ids)  # (B, L)
-        for i, (r, n) in enumerate(zip(rows, lengths, strict=True)):
-            ids[i, :n] = r['input_ids'][0]
+        for i, (p, n) in enumerate(zip(prompts, lengths, strict=True)):
+            ids[i, :n] = p
             mask[i, :n] = 1
         batch = {'input_ids': ids.to(self.device), 'attention_mask': mask.to(self.device),
                  'prompt_len': torch.tensor(lengths, device=self.device)}
@@ -186,6 +204,13 @@ class ForeignVla(nn.Module):
                 value = torch.cat([r[key] for r in rows])  # (B, ...)
                 batch[key] = value.to(self.device, self.dtype if value.is_floating_point() else None)
         return batch
+
+    def _with_suffix(self, ids: torch.Tensor) -> torch.Tensor:
+        """(L,) prompt ids ending in ``prompt_suffix_ids`` (appended unless already there, as OpenVLA does)."""
+        n = self.suffix.shape[0]
+        if n == 0 or (ids.shape[0] >= n and torch.equal(ids[-n:], self.suffix)):
+            return ids
+        return torch.cat([ids, self.suffix])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: torch.Tensor,
                 action_tokens: torch.Tensor, **inputs: Any) -> torch.Tensor:

@@ -48,7 +48,8 @@ class PolicyNode(Node):
         if self.p.torch_threads:
             torch.set_num_threads(self.p.torch_threads)
         if self.p.checkpoint:
-            self.policy = VlaPolicy.from_pretrained(self.p.checkpoint, device=self.p.device)
+            self.policy = VlaPolicy.from_pretrained(self.p.checkpoint, device=self.p.device,
+                                                     trust_remote_code=self.p.trust_remote_code)
         else:
             self.policy = VlaPolicy.create(seed=self.p.seed)
             self.get_logger().warning(f'UNTRAINED model: checkpoint is empty, fresh weights from seed {self.p.seed}; '

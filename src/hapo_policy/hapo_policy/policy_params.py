@@ -20,5 +20,7 @@ class PolicyParams:
     instruction: str = param('lift the cube', 'instruction until one arrives on hapo/instruction')
     match_stamps: bool = param(True, 'infer on frames sharing one stamp (sim); false = newest of each camera')
     device: str = param('cpu', 'torch device', read_only=True)
+    trust_remote_code: bool = param(False, 'run custom code shipped with a foreign checkpoint (OpenVLA needs it); '
+                                           'only for checkpoints you trust', read_only=True)
     torch_threads: int = param(0, 'torch intra-op threads; 0 = torch default', lo=0, hi=256, read_only=True)
     diagnostics_period_s: float = param(1.0, 'period of /diagnostics', unit='s', lo=0.05, hi=60.0, read_only=True)

@@ -92,6 +92,4 @@ class ActionTokenizer:
             raise ValueError(f'token ids outside the action range [{self.first_id}, {self.vocab_size})')
         bins = bins.clamp(0, self.n_bins - 1)
         centres = torch.as_tensor(self.centres, dtype=torch.float32, device=token_ids.device)
-        q01 = torch.as_tensor(self.stats.q01, dtype=torch.float32, device=token_ids.device)
-        q99 = torch.as_tensor(self.stats.q99, dtype=torch.float32, device=token_ids.device)
-        return (centres[bins] + 1.0) * 0.5 * (q99 - q01) + q01
+        return self.stats.unnormalize_torch(centres[bins])

@@ -124,13 +124,14 @@ class BuildSpec:
     data: DataConfig
     cameras: tuple[str, ...]
     proprio_dim: int
-    q01: tuple[float, ...]
+    q01: tuple[float, ...]  # ActionStats.bounds(): q01/q99, or -1/+1 where the stats mask is off
     q99: tuple[float, ...]
 
     @classmethod
     def for_policy(cls, data: DataConfig, policy: Any) -> BuildSpec:
+        low, high = policy.stats.bounds()  # (7,), (7,): q01/q99 where normalised
         return cls(data, tuple(policy.camera_names), int(policy.proprio_dim),
-                   tuple(float(v) for v in policy.stats.q01), tuple(float(v) for v in policy.stats.q99))
+                   tuple(float(v) for v in low), tuple(float(v) for v in high))
 
     def options(self) -> dict[str, Any]:
         """Everything that changes the arrays (cache_dir does not)."""

@@ -84,3 +84,14 @@ def write_foreign_checkpoint(path: Path, stats=None, seed: int = 0) -> Path:
     body = {**stats.to_json(), 'tokenizer': {'kind': 'openvla', 'n_bins': N_BINS, 'vocab_size': VOCAB}}
     (path / 'action_stats.json').write_text(json.dumps(body, indent=2) + '\n')
     return path
+
+
+def as_openvla(path: Path, datasets: dict) -> Path:
+    """The stand-in laid out like an OpenVLA checkpoint: norm_stats, n_action_bins and the embedding padding
+    in config.json (MODEL_VOCAB rows - 40 = the tokenizer's 600), and no action_stats.json."""
+    (path / 'action_stats.json').unlink()
+    config = json.loads((path / 'config.json').read_text())
+    config.update(norm_stats={k: {'action': v, 'num_transitions': 100} for k, v in datasets.items()},
+                  n_action_bins=N_BINS, pad_to_multiple_of=MODEL_VOCAB - VOCAB)
+    (path / 'config.json').write_text(json.dumps(config))
+    return path
