@@ -159,6 +159,31 @@ def test_reset_service_and_operator_outcome(start_node, probe):
     assert sim.wait(10) == 0
 
 
+def test_first_episode_waits_for_the_named_subscriber(start_node, probe):
+    """wait_for: no START (and no observation) until the named node subscribes hapo/episode; then exactly one."""
+    sim = start_node(NODE, params={'image_size': 64, 'wait_for': ['late_recorder'], 'wait_timeout_s': 120.0})
+    wait_for(lambda: "episode 0 starts once ['late_recorder']" in sim.log(), START_S, what='the sim waiting')
+    time.sleep(1.0)
+    assert probe.events == [] and probe.images == [], 'the sim started before late_recorder subscribed'
+    with RosProbe(probe.domain_id, 'late_recorder') as late:
+        seen = []
+        late.node.create_subscription(String, topics.EPISODE, lambda m: seen.append(decode_event(m.data)), 50)
+        wait_for(lambda: seen, 15, what='START delivered to the late subscriber')
+        assert [(e.event, e.extra['episode']) for e in seen] == [(EpisodeEvent.START, 0)]
+    first_observation(probe)
+    assert probe.event_kinds() == [('START', 'sim')]
+    sim.signal(signal.SIGINT)
+    assert sim.wait(10) == 0
+
+
+def test_wait_for_times_out_with_a_warning(start_node, probe):
+    sim = start_node(NODE, params={'image_size': 64, 'wait_for': ['nobody'], 'wait_timeout_s': 1.0})
+    first_observation(probe)
+    assert "['nobody'] not subscribed to hapo/episode after 1 s; starting anyway" in sim.log()
+    sim.signal(signal.SIGINT)
+    assert sim.wait(10) == 0
+
+
 def test_horizon_failure_then_idle_and_sigterm(start_node, probe):
     sim = start_node(NODE, params={'cameras': ['agentview'], 'image_size': 32, 'horizon': 2,
                                    'max_episodes': 1})

@@ -29,6 +29,9 @@ def test_overrides_reach_the_nodes_that_declare_them():
     assert params['sim_node']['seed'] == 7 and params['policy_node']['seed'] == 7
     assert params['mux_node']['deadzone'] == 0.2
     assert 'recorder_node' not in {n.name for n in nodes}
+    assert params['sim_node']['wait_for'] == [''], 'the sim would wait for a recorder that is not started'
+    _, params = resolve(config_dir() / 'deploy.yaml', [])
+    assert params['sim_node']['wait_for'] == ['recorder_node']
 
 
 @pytest.mark.parametrize(('override', 'match'), [

@@ -151,6 +151,9 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
         except ParamError as exc:
             raise ParamError(f'{n.name}: {exc} ({config})') from None
         params[n.name] = {k: v for k, v in dataclasses.asdict(validated).items() if k in values}
+        if 'wait_for' in params[n.name]:  # a node switched off is not waited for
+            started = {m.name for m in nodes}
+            params[n.name]['wait_for'] = [w for w in params[n.name]['wait_for'] if w in started] or ['']
     unclaimed = sorted(set(glob) - claimed)
     if unclaimed:
         raise ParamError(f'no node declares parameter(s) {unclaimed}; see `hapo deploy --help`')

@@ -9,11 +9,14 @@ Published: ``camera/<name>/image_raw`` (rgb8, sensor data QoS), ``robot/joint_st
 (transient local), ``hapo/episode`` (reliable depth 50; START/SUCCESS/FAILURE/ABORT, origin 'sim').
 Subscribed: ``hapo/cmd`` (records.read_step), ``hapo/episode`` (terminal events of other origins end
 the episode). Service ``sim/reset`` (std_srvs/Trigger). Stepping rules: see ``stepping.py``.
+The first episode starts once the ``wait_for`` nodes subscribe ``hapo/episode`` (a recorder that came up
+after the START would lose that whole episode).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -69,7 +72,29 @@ class SimNode(Node):
             self.create_timer(1.0 / p.control_rate_hz, self._on_tick)
         elif p.republish_s > 0:
             self.create_timer(min(p.republish_s, 0.25), self._on_republish)
-        self._start_episode()
+        self._waiting = [n for n in p.wait_for if n]
+        self._wait_until = time.monotonic() + p.wait_timeout_s
+        if self._waiting:
+            self.get_logger().info(f'episode 0 starts once {self._waiting} subscribe {topics.EPISODE} '
+                                   f'(at most {p.wait_timeout_s:.0f} s)')
+            self._wait_timer = self.create_timer(0.1, self._on_wait)
+        else:
+            self._start_episode()
+
+    def _on_wait(self) -> None:
+        if self.episodes.running:  # a reset service call started it meanwhile
+            self.destroy_timer(self._wait_timer)
+            return
+        subscribed = {i.node_name for i in self.get_subscriptions_info_by_topic(
+            self.resolve_topic_name(topics.EPISODE))}
+        missing = [n for n in self._waiting if n not in subscribed]
+        if missing and time.monotonic() < self._wait_until:
+            return
+        if missing:
+            self.get_logger().warning(f'{missing} not subscribed to {topics.EPISODE} after '
+                                      f'{self.p.wait_timeout_s:.0f} s; starting anyway')
+        self.destroy_timer(self._wait_timer)
+        self.get_logger().info(self._start_episode())
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds

@@ -33,3 +33,8 @@ class SimParams:
     republish_s: float = param(1.0, 'lockstep: republish an unanswered observation (same stamp) after this '
                                'long, for subscribers that joined late; 0 = never', unit='s', lo=0.0, hi=60.0,
                                read_only=True)
+    # [''] not []: ros_params.declare cannot declare an empty typed list with this rclpy; '' entries are skipped
+    wait_for: list = param([''], "nodes that must subscribe hapo/episode before the first episode starts, so none "
+                                 "misses its START (the deploy graph: recorder_node, when recording)", read_only=True)
+    wait_timeout_s: float = param(30.0, 'start anyway (with a warning) after waiting this long for wait_for',
+                                  unit='s', lo=0.0, hi=3600.0, read_only=True)
