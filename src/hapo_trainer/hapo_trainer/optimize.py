@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             if world.main:
                 print(f'hapo optimize: interrupted; saved {exc} (continue with --resume)', file=sys.stderr)
             return 130
+        if world.world_size > 1:  # rank 0 was saving: tear gloo down together (a rank gone early aborted the other)
+            torch.distributed.barrier()
         if world.main:
             print(final)
         return 0
