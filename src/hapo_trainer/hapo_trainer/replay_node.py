@@ -36,6 +36,7 @@ from hapo_recorder.bag_reader import Episode
 from hapo_recorder.relabel import relabel
 
 CLASSES = {1: 'correct', 2: 'correction', 0: 'undesirable'}
+WARMUP_NS = 1  # stamp of the warm-up observation (before any recorded one)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -65,13 +66,33 @@ class LiveReplay:
         except RecordError:
             self.bad_answers += 1
 
-    def wait_for_policy(self, timeout_s: float) -> bool:
+    def wait_for_policy(self, timeout_s: float, first: Episode) -> bool:
+        """Until the policy node answers a warm-up observation (``first``'s first one, stamped WARMUP_NS): its
+        first inference can take a second on a busy machine, and the replay must not lose frames to it."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.sub.get_publisher_count() and all(p.get_subscription_count() for p in self.pub_images.values()):
-                return True
+                self.pub_instruction.publish(String(data=first.instruction))
+                stamp = min(set().union(*(set(s) for s in first.images.values())))
+                self._publish(first, stamp, WARMUP_NS)
+                answered_by = time.monotonic() + 0.5
+                while time.monotonic() < answered_by:
+                    if self.answers.pop(WARMUP_NS, None) is not None:
+                        return True
+                    time.sleep(0.02)
             time.sleep(0.05)
         return False
+
+    def _publish(self, ep: Episode, stamp: int, as_stamp: int) -> None:
+        """The recorded observation at ``stamp``, stamped ``as_stamp``: joint state first, as the sim does
+        (the policy pairs it by stamp), then the images."""
+        if stamp in ep.joint_states:
+            js = JointState(position=[float(v) for v in ep.joint_states[stamp]])
+            fill(js.header.stamp, as_stamp)
+            self.pub_joints.publish(js)
+        for cam, frames in ep.images.items():
+            if cam in self.pub_images and stamp in frames:
+                self.pub_images[cam].publish(fill_image(Image(), frames[stamp], as_stamp, cam))
 
     def play(self, ep: Episode, rate: float) -> dict[int, int]:
         """Publish every recorded observation of ``ep`` at its recorded pace; returns stamp -> publish ns."""
@@ -84,13 +105,7 @@ class LiveReplay:
             delay = t0 + (stamp - s0) / 1e9 / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            if stamp in ep.joint_states:  # joint state first, as the sim does: the policy pairs it by stamp
-                js = JointState(position=[float(v) for v in ep.joint_states[stamp]])
-                fill(js.header.stamp, stamp)
-                self.pub_joints.publish(js)
-            for cam, frames in ep.images.items():
-                if cam in self.pub_images and stamp in frames:
-                    self.pub_images[cam].publish(fill_image(Image(), frames[stamp], stamp, cam))
+            self._publish(ep, stamp, stamp)
             sent[stamp] = time.time_ns()
         time.sleep(0.5)  # the last answers
         return sent
@@ -105,7 +120,7 @@ def score(policy: Any, episodes: list[Episode], k: int, rate: float, timeout_s: 
     """Replay ``episodes`` into the running policy node and score its answers (see module docstring)."""
     replay = LiveReplay(policy.camera_names)
     try:
-        if not replay.wait_for_policy(timeout_s):
+        if not replay.wait_for_policy(timeout_s, episodes[0]):
             raise RuntimeError(f'no policy node answering on {topics.POLICY_ACTION} for cameras '
                                f'{policy.camera_names} within {timeout_s:.0f} s')
         rows = []
