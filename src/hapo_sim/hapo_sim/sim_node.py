@@ -85,10 +85,10 @@ class SimNode(Node):
         if self.episodes.running:  # a reset service call started it meanwhile
             self.destroy_timer(self._wait_timer)
             return
-        subscribed = {i.node_name for i in self.get_subscriptions_info_by_topic(
-            self.resolve_topic_name(topics.EPISODE))}
-        missing = [n for n in self._waiting if n not in subscribed]
-        if missing and time.monotonic() < self._wait_until:
+        readers = self.get_subscriptions_info_by_topic(self.resolve_topic_name(topics.EPISODE))
+        missing = [n for n in self._waiting if n not in {i.node_name for i in readers}]
+        matched = self.pub_event.get_subscription_count() >= len(readers)  # the writer has caught up with the graph
+        if (missing or not matched) and time.monotonic() < self._wait_until:
             return
         if missing:
             self.get_logger().warning(f'{missing} not subscribed to {topics.EPISODE} after '
