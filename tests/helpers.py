@@ -137,7 +137,9 @@ class RosProbe:
         return received
 
     def __exit__(self, *exc) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
+        # The spin thread ends before the node goes: one still inside rclpy at exit aborts the process (-6).
+        self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(timeout=5)
         self.node.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=5)

@@ -15,6 +15,7 @@ computes offline on that observation (the live path must not change what the pol
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -57,8 +58,12 @@ class LiveReplay:
                                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin = threading.Thread(target=self._spin_until_shutdown, daemon=True)
         self._spin.start()
+
+    def _spin_until_shutdown(self) -> None:
+        with contextlib.suppress(ExternalShutdownException):
+            self.executor.spin()
 
     def _on_action(self, msg: JointState) -> None:
         try:
@@ -111,9 +116,13 @@ class LiveReplay:
         return sent
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
+        """Stop the spin thread before destroying what it uses: a thread still inside rclpy when the interpreter
+        exits aborts the process ('terminate called without an active exception', exit -6; seen under load)."""
+        self.executor.shutdown(timeout_sec=5.0)
+        self._spin.join(timeout=5.0)
         self.node.destroy_node()
         self.context.try_shutdown()
+        self._spin.join(timeout=5.0)
 
 
 def score(policy: Any, episodes: list[Episode], k: int, rate: float, timeout_s: float = 30.0) -> dict[str, Any]:
