@@ -136,6 +136,9 @@ class RosProbe:
         self.node.create_subscription(msg_type, topic, received.append, qos)
         return received
 
+    def close(self) -> None:
+        self.__exit__()
+
     def __exit__(self, *exc) -> None:
         # The spin thread ends before the node goes: one still inside rclpy at exit aborts the process (-6).
         self.executor.shutdown(timeout_sec=5.0)

@@ -76,9 +76,6 @@ class Probe(RosProbe):
         with self.lock:
             return [to_ns(m.header.stamp) for m in msgs]
 
-    def close(self) -> None:
-        self.__exit__()
-
 
 @pytest.fixture
 def probe(ros_domain):

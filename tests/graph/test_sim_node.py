@@ -80,9 +80,6 @@ class Probe(RosProbe):
         with self.lock:
             return [(e.event.name, e.origin) for e in self.events]
 
-    def close(self) -> None:
-        self.__exit__()
-
 
 @pytest.fixture
 def probe(ros_domain):
