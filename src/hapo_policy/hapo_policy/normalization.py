@@ -9,7 +9,7 @@ clipped to [-1, 1], as OpenVLA's ``predict_action`` does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ class ActionStats:
 
     q01: np.ndarray
     q99: np.ndarray
-    mask: np.ndarray | None = field(default=None)
+    mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         q01 = np.asarray(self.q01, dtype=np.float64).reshape(-1)
