@@ -15,11 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hapo_interfaces.enums import ControlSource, Label
+from hapo_interfaces.enums import TRAINING_LABELS, ControlSource, Label
 from hapo_recorder.episode import intervention_spans
-
-NOT_TRAINING = -1
-"""Label of a step that is no training sample (source NONE or STOPPED: a zero hold command)."""
 
 
 def undesirable_windows(sources: Sequence[int] | np.ndarray, k: int) -> list[list[int]]:
@@ -57,12 +54,12 @@ def relabel(sources: Sequence[int] | np.ndarray, k: int, demo: bool = False) -> 
         demo: a whole expert demonstration: every POLICY/HUMAN step is ``Label.POLICY`` (desirable), no windows.
 
     Returns:
-        POLICY -> 1, HUMAN -> 2, the window steps -> 0, NONE/STOPPED -> -1 (``NOT_TRAINING``).
+        POLICY -> 1, HUMAN -> 2, the window steps -> 0, NONE/STOPPED -> -1 (``Label.NOT_TRAINING``).
     """
     src = np.asarray(sources, dtype=np.int8)  # (N,)
     if src.ndim != 1:
         raise ValueError(f'sources must be 1-D, got shape {src.shape}')
-    labels = np.full(src.shape, NOT_TRAINING, dtype=np.int8)  # (N,)
+    labels = np.full(src.shape, Label.NOT_TRAINING, dtype=np.int8)  # (N,)
     policy = src == ControlSource.POLICY
     human = src == ControlSource.HUMAN
     if demo:
@@ -78,6 +75,4 @@ def relabel(sources: Sequence[int] | np.ndarray, k: int, demo: bool = False) -> 
 def label_counts(labels: Sequence[int] | np.ndarray) -> dict[str, int]:
     """Steps per label: ``{'undesirable': n0, 'policy': n1, 'correction': n2, 'not_training': n_-1}``."""
     arr = np.asarray(labels, dtype=np.int8)  # (N,)
-    counts = {lab.name.lower(): int(np.count_nonzero(arr == lab)) for lab in Label}
-    counts['not_training'] = int(np.count_nonzero(arr == NOT_TRAINING))
-    return counts
+    return {lab.display: int(np.count_nonzero(arr == lab)) for lab in (*sorted(TRAINING_LABELS), Label.NOT_TRAINING)}

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from hapo_interfaces.enums import ControlSource
+from hapo_interfaces.enums import ControlSource, Label
 from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
-from hapo_recorder.relabel import NOT_TRAINING, relabel
+from hapo_recorder.relabel import relabel
 from hapo_trainer.algos import METHODS, get_algo
 from hapo_trainer.config import DataConfig
 
@@ -177,7 +177,7 @@ def _episode_samples(ep: Any, spec: BuildSpec, drops: dict[str, int]) -> dict[st
     keep: list[tuple[int, dict[str, int], int | None]] = []
     for i, (stamp, action, label) in enumerate(zip(ep.step_stamps_ns.tolist(), ep.actions, labels, strict=True)):
         reason = None
-        if label == NOT_TRAINING:
+        if label == Label.NOT_TRAINING:
             reason = 'not_training'  # NONE / STOPPED hold commands
         elif not np.all(np.isfinite(action)):
             reason = 'nonfinite'
