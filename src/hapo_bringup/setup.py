@@ -6,21 +6,19 @@ from setuptools import find_packages, setup
 
 package_name = 'hapo_bringup'
 
-def _tree(src, dst):
-    # Install the top-level launch/ and config/ into share/hapo_bringup (colcon) when present.
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', src)
-    out = []
-    for d, _, files in os.walk(root):
-        rel = os.path.relpath(d, root)
-        out.append((os.path.normpath(os.path.join(dst, src, rel)), [os.path.join(d, f) for f in files]))
-    return out
+
+def _share(top):
+    # Every file under top (launch/, config/: links to the checkout's, so colcon's paths stay inside the package)
+    # to share/hapo_bringup/<same path>; relative to this directory, as colcon and setuptools require.
+    return [(os.path.join('share', package_name, d), sorted(os.path.join(d, f) for f in files))
+            for d, dirs, files in sorted(os.walk(top)) if files and '__pycache__' not in d]
 
 
 setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
-    data_files=_tree('launch', 'share/' + package_name) + _tree('config', 'share/' + package_name) + [
+    data_files=_share('launch') + _share('config') + [
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
@@ -31,9 +29,6 @@ setup(
     maintainer_email='hapo@example.org',
     description='The HAPO node graph in one place: launch files, configs, the hapo CLI.',
     license='Apache-2.0',
-    entry_points={
-        'console_scripts': [
-            'hapo = hapo_bringup.cli:main',
-        ],
-    },
+    # The one command on PATH in a pip install; lib/hapo_bringup/hapo (`ros2 run hapo_bringup hapo`) after colcon.
+    entry_points={'console_scripts': ['hapo = hapo_bringup.cli:main']},
 )
