@@ -1,8 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
+import os
+
 from setuptools import find_packages, setup
 
 package_name = 'hapo_policy'
+# Executables: `ros2 run hapo_policy NAME` after colcon; nodes also `hapo node NAME`, tools `hapo <verb>`.
+NODES = ['policy_node = hapo_policy.policy_node:main']
+TOOLS = ['import_stats = hapo_policy.import_stats:main']
 
 setup(
     name=package_name,
@@ -19,10 +24,7 @@ setup(
     maintainer_email='hapo@example.org',
     description='VLA policy wrapper, OpenVLA-style action tokenizer, policy node.',
     license='Apache-2.0',
-    entry_points={
-        'console_scripts': [
-            'policy_node = hapo_policy.policy_node:main',
-            'import_stats = hapo_policy.import_stats:main',
-        ],
-    },
+    # Console scripts only for colcon, which sets COLCON=1 for the setup.py it runs; setup.cfg puts them in
+    # lib/hapo_policy. A pip install would put them on PATH: it gets only the node list that `hapo node` reads.
+    entry_points={'hapo.nodes': NODES, 'console_scripts': NODES + TOOLS if os.environ.get('COLCON') else []},
 )

@@ -1,8 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
+import os
+
 from setuptools import find_packages, setup
 
 package_name = 'hapo_recorder'
+# Executables: `ros2 run hapo_recorder NAME` after colcon; nodes also `hapo node NAME`, tools `hapo <verb>`.
+NODES = ['recorder_node = hapo_recorder.recorder_node:main']
+TOOLS = ['info = hapo_recorder.info:main']
 
 setup(
     name=package_name,
@@ -19,10 +24,7 @@ setup(
     maintainer_email='hapo@example.org',
     description='Recorder: rosbag2 MCAP episodes tagged with control source, interventions and relabel windows.',
     license='Apache-2.0',
-    entry_points={
-        'console_scripts': [
-            'recorder_node = hapo_recorder.recorder_node:main',
-            'info = hapo_recorder.info:main',
-        ],
-    },
+    # Console scripts only for colcon, which sets COLCON=1 for the setup.py it runs; setup.cfg puts them in
+    # lib/hapo_recorder. A pip install would put them on PATH: it gets only the node list that `hapo node` reads.
+    entry_points={'hapo.nodes': NODES, 'console_scripts': NODES + TOOLS if os.environ.get('COLCON') else []},
 )

@@ -1,8 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
+import os
+
 from setuptools import find_packages, setup
 
 package_name = 'hapo_teleop'
+# Executables: `ros2 run hapo_teleop NAME` after colcon; nodes also `hapo node NAME`, tools `hapo <verb>`.
+NODES = ['mux_node = hapo_teleop.mux_node:main', 'joy_node = hapo_teleop.joy_node:main']
+TOOLS = []
 
 setup(
     name=package_name,
@@ -19,10 +24,7 @@ setup(
     maintainer_email='hapo@example.org',
     description='Intervention mux (joystick takeover) and joystick input.',
     license='Apache-2.0',
-    entry_points={
-        'console_scripts': [
-            'mux_node = hapo_teleop.mux_node:main',
-            'joy_node = hapo_teleop.joy_node:main',
-        ],
-    },
+    # Console scripts only for colcon, which sets COLCON=1 for the setup.py it runs; setup.cfg puts them in
+    # lib/hapo_teleop. A pip install would put them on PATH: it gets only the node list that `hapo node` reads.
+    entry_points={'hapo.nodes': NODES, 'console_scripts': NODES + TOOLS if os.environ.get('COLCON') else []},
 )

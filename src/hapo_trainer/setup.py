@@ -1,8 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
+import os
+
 from setuptools import find_packages, setup
 
 package_name = 'hapo_trainer'
+# Executables: `ros2 run hapo_trainer NAME` after colcon; nodes also `hapo node NAME`, tools `hapo <verb>`.
+NODES = []
+TOOLS = ['optimize = hapo_trainer.optimize:main', 'evaluate = hapo_trainer.evaluate:main',
+         'dataset = hapo_trainer.dataset:main']
 
 setup(
     name=package_name,
@@ -19,11 +25,7 @@ setup(
     maintainer_email='hapo@example.org',
     description='Bags to balanced preference dataset; HAPO loss, baselines, optimize and evaluate.',
     license='Apache-2.0',
-    entry_points={
-        'console_scripts': [
-            'optimize = hapo_trainer.optimize:main',
-            'evaluate = hapo_trainer.evaluate:main',
-            'dataset = hapo_trainer.dataset:main',
-        ],
-    },
+    # Console scripts only for colcon, which sets COLCON=1 for the setup.py it runs; setup.cfg puts them in
+    # lib/hapo_trainer. A pip install would put them on PATH: it gets only the node list that `hapo node` reads.
+    entry_points={'hapo.nodes': NODES, 'console_scripts': NODES + TOOLS if os.environ.get('COLCON') else []},
 )

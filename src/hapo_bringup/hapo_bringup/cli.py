@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""``hapo <verb>``: one entry point for pip users (ROS users have ``ros2 launch`` / ``ros2 run``).
+"""``hapo <verb>``: the one command a pip install puts on PATH (ROS users also have ``ros2 launch`` / ``ros2 run``).
 
     hapo deploy [key:=value ...] [--config config/deploy.yaml] [--duration S]
+    hapo node NAME [--ros-args ...]                    (one node, as ``ros2 run <package> NAME`` would start it)
     hapo bag-info DIR...
     hapo dataset|optimize|evaluate|import-stats ...   (see ``hapo <verb> --help``)
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from hapo_interfaces.params import ParamError
 # verb -> ('module', 'help'); each module has main(argv) -> int
 VERBS = {
     'deploy': ('hapo_bringup.cli', 'run the deploy graph: sim (or robot), policy, mux, recorder'),
+    'node': ('hapo_bringup.cli', 'run one node: hapo node NAME [--ros-args ...] (hapo node --help lists them)'),
     'bag-info': ('hapo_recorder.info', 'one line per recorded episode'),
     'dataset': ('hapo_trainer.dataset', 'bags -> preference dataset (cached) + summary.json'),
     'optimize': ('hapo_trainer.optimize', 'fine-tune a policy on recorded episodes (HAPO and baselines)'),
@@ -63,6 +67,29 @@ def deploy(argv: list[str]) -> int:
     return runner.wait(args.duration)
 
 
+def node_modules() -> dict[str, str]:
+    """``{name: module}`` of every node the installed packages declare (entry points ``hapo.nodes``)."""
+    return dict(sorted((ep.name, ep.module) for ep in importlib.metadata.entry_points(group='hapo.nodes')))
+
+
+def node(argv: list[str]) -> int:
+    """Replace this process by ``python -m <package>.<NAME> ARGS`` (what the graph runner starts, too)."""
+    modules = node_modules()
+    ap = argparse.ArgumentParser(
+        prog='hapo node', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='Run one node in the foreground until Ctrl-C; every argument after NAME goes to the node.',
+        epilog='nodes:\n' + '\n'.join(f'  {name:<14} {module}' for name, module in modules.items())
+               + '\n\nexample: hapo node mux_node --ros-args --params-file config/deploy.yaml')
+    ap.add_argument('name', metavar='NAME', help='a node name from the list below')
+    ap.add_argument('args', nargs=argparse.REMAINDER, help='node arguments, e.g. --ros-args -p key:=value')
+    args = ap.parse_args(argv)
+    if args.name not in modules:
+        print(f'hapo node: no node {args.name!r}; nodes: {", ".join(modules)}', file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, '-m', modules[args.name], *args.args])
+
+
 def _safe_help(help_text, load_yaml, config: Path) -> str:
     try:
         return help_text(config=load_yaml(config))
@@ -84,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     verb, rest = argv[0], argv[1:]
     if verb == 'deploy':
         return deploy(rest)
+    if verb == 'node':
+        return node(rest)
     module = importlib.import_module(VERBS[verb][0])
     return int(module.main(rest) or 0)
 
