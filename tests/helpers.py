@@ -56,14 +56,14 @@ def _param_arg(value) -> str:
 
 
 class NodeProcess:
-    """A node run as ``sys.executable -m module --ros-args`` in its own process group."""
+    """A node run as ``sys.executable -m module --ros-args`` (or ``command --ros-args``) in its own process group."""
 
     def __init__(self, module: str, ros_args: list[str], params: dict, log_dir: Path,
-                 name: str | None = None, env: dict | None = None):
+                 name: str | None = None, env: dict | None = None, command: list[str] | None = None):
         self.module = module
         self.name = name or module.rsplit('.', 1)[-1]
         self.log_path = Path(log_dir) / f'{self.name}.log'
-        args = [sys.executable, '-m', module, '--ros-args', *ros_args]
+        args = [*(command or [sys.executable, '-m', module]), '--ros-args', *ros_args]
         for k, v in params.items():
             args += ['-p', f'{k}:={_param_arg(v)}']
         full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
