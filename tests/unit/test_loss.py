@@ -102,11 +102,11 @@ def test_per_class_metrics_with_labels():
     labels = torch.tensor([1, 2, 0, 1])
     _, m = hapo_loss(t(-1.0, -2.0, -3.0, -1.0), t(-1.5, -1.5, -2.0, -2.0), t(0, 0, 0, 0), t(0, 0, 0, 0),
                      t(0.1, 0.1, 0.1, 0.1), labels > 0, labels=labels)
-    assert m['r/c1'].item() == pytest.approx(0.75)
-    assert m['r/c2'].item() == pytest.approx(-0.5)
-    assert m['r/c0'].item() == pytest.approx(-1.0)
-    assert m['batch/n_correction'].item() == 1.0
-    assert m['lambda/c0'].item() == pytest.approx(math.exp(-1.0))
+    assert m['r/policy'].item() == pytest.approx(0.75)
+    assert m['r/correction'].item() == pytest.approx(-0.5)
+    assert m['r/undesirable'].item() == pytest.approx(-1.0)
+    assert (m['batch/n_policy'].item(), m['batch/n_correction'].item(), m['batch/n_undesirable'].item()) == (2, 1, 1)
+    assert m['lambda/undesirable'].item() == pytest.approx(math.exp(-1.0))
 
 
 def test_gradient_flows_only_to_policy_logps():

@@ -20,7 +20,10 @@ from typing import Any
 
 import yaml
 
+from hapo_interfaces.enums import TRAINING_LABELS, Label
 from hapo_trainer.algos import METHODS, get_algo
+
+_CLASS_NAMES = tuple(c.display for c in TRAINING_LABELS)  # the keys of loss.ratios: policy, correction, undesirable
 
 
 class ConfigError(ValueError):
@@ -28,8 +31,8 @@ class ConfigError(ValueError):
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 (the dataclass metadata key is 'help', as in TRL)
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={'help': help})
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={'help': help})
     return field(default=default, metadata={'help': help})
 
 
@@ -93,7 +96,9 @@ class LossConfig:
     gamma: float = _f(1.0, 'HAPO gamma exponent of both lambdas.')
     eps: float = _f(1e-4, 'HAPO eps in w_i = (l_i + eps) / (sum_j l_j + eps).')
     kl_clamp: list[float] = _f([-5.0, 5.0], "Clamp of the KL reference point z0 [lo, hi]; TRL's rule is [0, .inf].")
-    ratios: list[float] = _f([], "Batch shares of classes [c=1, c=2, c=0]; [] = the method's default.")
+    ratios: dict[str, float] = _f({}, 'Batch shares by class, e.g. {policy: 0.5, correction: 0.25, undesirable: 0.25} '
+                                      "(a class left out gets 0); {} = the method's default (hapo_trainer.algos). "
+                                      'The old list form [c=1, c=2, c=0] still loads.')
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, 'loss', 'method', self.method, f'one of {list(METHODS)}')
@@ -101,14 +106,19 @@ class LossConfig:
         _check(self.eps > 0, 'loss', 'eps', self.eps, '> 0')
         _check(len(self.kl_clamp) == 2 and self.kl_clamp[0] <= self.kl_clamp[1], 'loss', 'kl_clamp', self.kl_clamp,
                '[lo, hi] with lo <= hi')
-        _check(not self.ratios or (len(self.ratios) == 3 and min(self.ratios) >= 0
-                                   and abs(sum(self.ratios) - 1) < 1e-6),
-               'loss', 'ratios', self.ratios, '[] or three shares >= 0 summing to 1')
+        if isinstance(self.ratios, list):  # the form before issue 8: [c=1, c=2, c=0], or [] for the default
+            _check(len(self.ratios) in (0, 3), 'loss', 'ratios', self.ratios, 'a mapping (or the old list of 3 shares)')
+            self.ratios = dict(zip(_CLASS_NAMES, self.ratios, strict=False))
+        ok = (isinstance(self.ratios, dict) and set(self.ratios) <= set(_CLASS_NAMES)
+              and all(isinstance(r, (int, float)) and r >= 0 for r in self.ratios.values())
+              and (not self.ratios or abs(sum(self.ratios.values()) - 1) < 1e-6))
+        _check(ok, 'loss', 'ratios', self.ratios, f'{{}} or shares >= 0 of {", ".join(_CLASS_NAMES)} summing to 1')
+        self.ratios = {name: self.ratios[name] for name in _CLASS_NAMES if name in self.ratios}  # reporting order
 
-    def class_ratios(self) -> dict[int, float]:
-        """Label -> share, from ``ratios`` or the method's default."""
+    def class_ratios(self) -> dict[Label, float]:
+        """Class -> share of each batch (every training class), from ``ratios`` or the method's default."""
         if self.ratios:
-            return {1: self.ratios[0], 2: self.ratios[1], 0: self.ratios[2]}
+            return {c: float(self.ratios.get(c.display, 0.0)) for c in TRAINING_LABELS}
         return dict(get_algo(self.method).ratios)
 
 
@@ -225,7 +235,8 @@ def dump_yaml(config: TrainConfig) -> str:
         group = getattr(config, name)
         for f in dataclasses.fields(kind):
             lines.append(f'  # {f.metadata["help"]}')
-            value = yaml.safe_dump(getattr(group, f.name), default_flow_style=True, width=10_000).strip()
+            value = yaml.safe_dump(getattr(group, f.name), default_flow_style=True, width=10_000,
+                                   sort_keys=False).strip()
             value = value.removesuffix('\n...').removesuffix('...').strip()
             lines.append(f'  {f.name}: {value}')
         lines.append('')

@@ -27,8 +27,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-# The label values are frozen in hapo_interfaces.enums.Label; repeated as ints for tensor masks.
-_CLASS_NAMES = {1: 'correct', 2: 'correction', 0: 'undesirable'}
+from hapo_interfaces.enums import TRAINING_LABELS, Label
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -93,8 +92,8 @@ def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Te
         beta, beta_d, beta_u, gamma, eps: DESIGN.md defaults 0.1, 1, 1, 1, 1e-4.
         kl_clamp: (lo, hi) for z0, or None; see ``kl_reference_point`` for the TRL difference.
         adaptive: False sets every lambda to 1 (KTO with lambda_D = lambda_U = 1).
-        labels: optional (B,) int labels c in {0, 1, 2}, only for the per-class metrics ``r/c{c}``,
-            ``lambda/c{c}``; keyword-only so the positional contract above stays as specified.
+        labels: optional (B,) int labels c in {0, 1, 2} (``Label``), only for the per-class metrics
+            ``r/<class>``, ``lambda/<class>``, ``batch/n_<class>`` (``per_class_metrics``); keyword-only.
 
     Returns:
         (loss, metrics): a scalar and a dict of 0-d tensors named like TRL's KTO trainer plus ours.
@@ -148,13 +147,16 @@ def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Te
 
 
 def per_class_metrics(logratio: Tensor, lam: Tensor, labels: Tensor) -> dict[str, Tensor]:
-    """Mean r and lambda per label class c = 1, 2, 0 (DESIGN asks for both per class), plus class counts."""
+    """Mean r and lambda per label class (DESIGN asks for both per class), plus class counts.
+
+    Keyed by ``Label.display``: ``r/policy``, ``lambda/correction``, ``batch/n_undesirable``, ...
+    """
     out: dict[str, Tensor] = {}
-    for c, name in _CLASS_NAMES.items():
+    for c in TRAINING_LABELS:
         mask = labels == c  # (B,)
-        out[f'r/c{c}'] = _masked_mean(logratio, mask)
-        out[f'lambda/c{c}'] = _masked_mean(lam, mask)
-        out[f'batch/n_{name}'] = mask.sum().to(logratio.dtype)
+        out[f'r/{c.display}'] = _masked_mean(logratio, mask)
+        out[f'lambda/{c.display}'] = _masked_mean(lam, mask)
+        out[f'batch/n_{c.display}'] = mask.sum().to(logratio.dtype)
     return out
 
 
@@ -189,12 +191,13 @@ def bc_loss(policy_token_logps: Tensor, mask: Tensor, sample_weights: Tensor | N
     return loss, metrics
 
 
-def sirius_weights(labels: Tensor, class_weights: Mapping[int, float]) -> Tensor:
+def sirius_weights(labels: Tensor, class_weights: Mapping[Label, float]) -> Tensor:
     """Per-sample Sirius weights (Liu et al. 2022, "Robot Learning on the Job", Sec. 4.2), detached.
 
-    Sirius reweights weighted-BC samples by class: interventions up, pre-intervention (our c = 0) to zero.
+    Sirius reweights weighted-BC samples by class: interventions up, pre-intervention (our undesirable) to zero.
     The weight of class c is ``class_weights[c]``; with the default balanced batch (0.5 / 0.25 / 0.25) and
-    weights {1: 1, 2: 2, 0: 0} the corrections carry half of the loss, as in Sirius' intervention ratio.
+    weights policy 1, correction 2, undesirable 0 the corrections carry half of the loss, as in Sirius'
+    intervention ratio.
     """
     out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)  # (B,)
     for c, wc in class_weights.items():
