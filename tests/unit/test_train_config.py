@@ -63,6 +63,7 @@ def test_method_picks_its_default_ratios(method):
     ({'optim.micro_batch': 0}, r'optim.micro_batch=0 invalid: must be >= 1'),
     ({'loss.method': 'dpo'}, r"loss.method='dpo' invalid"),
     ({'loss.kl_clamp': [5.0, -5.0]}, r'loss.kl_clamp'),
+    ({'loss.l1_space': 'bins'}, r"loss.l1_space='bins' invalid: must be 'raw' or 'normalized'"),
     ({'loss.ratios': [0.5, 0.5, 0.5]}, r'loss.ratios'),
     ({'loss.ratios': [0.5, 0.5]}, r'loss.ratios=\[0.5, 0.5\] invalid'),
     ({'loss.ratios': {'correct': 0.5, 'correction': 0.5}}, r"loss.ratios=\{'correct'.* invalid: must be \{\} or "

@@ -96,6 +96,9 @@ class LossConfig:
     gamma: float = _f(1.0, 'HAPO gamma exponent of both lambdas.')
     eps: float = _f(1e-4, 'HAPO eps in w_i = (l_i + eps) / (sum_j l_j + eps).')
     kl_clamp: list[float] = _f([-5.0, 5.0], "Clamp of the KL reference point z0 [lo, hi]; TRL's rule is [0, .inf].")
+    l1_space: str = _f('raw', "HAPO error l_i of the greedy action: 'raw' = action units against the recorded "
+                              "action (DESIGN.md), 'normalized' = normalised bin centres of both (the reference's "
+                              'rule; see steps.action_l1_normalized).')
     ratios: dict[str, float] = _f({}, 'Batch shares by class, e.g. {policy: 0.5, correction: 0.25, undesirable: 0.25} '
                                       "(a class left out gets 0); {} = the method's default (hapo_trainer.algos). "
                                       'The old list form [c=1, c=2, c=0] still loads.')
@@ -106,6 +109,7 @@ class LossConfig:
         _check(self.eps > 0, 'loss', 'eps', self.eps, '> 0')
         _check(len(self.kl_clamp) == 2 and self.kl_clamp[0] <= self.kl_clamp[1], 'loss', 'kl_clamp', self.kl_clamp,
                '[lo, hi] with lo <= hi')
+        _check(self.l1_space in ('raw', 'normalized'), 'loss', 'l1_space', self.l1_space, "'raw' or 'normalized'")
         if isinstance(self.ratios, list):  # the form before issue 8: [c=1, c=2, c=0], or [] for the default
             _check(len(self.ratios) in (0, 3), 'loss', 'ratios', self.ratios, 'a mapping (or the old list of 3 shares)')
             self.ratios = dict(zip(_CLASS_NAMES, self.ratios, strict=False))

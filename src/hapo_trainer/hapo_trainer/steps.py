@@ -100,6 +100,20 @@ class ReferenceCache:
         return out
 
 
+def action_l1_normalized(tokenizer: Any, argmax: Tensor, tokens: Tensor) -> Tensor:
+    """(B,) HAPO l_i on normalised bin centres: mean over A of |centre(argmax) - centre(recorded token)|.
+
+    ``loss.l1_space='normalized'``: the reference's rule (HAPO's public code computes l_i as OpenVLA's
+    ``vla-scripts/finetune.py`` computes its action L1, both token sequences decoded to bin centres in [-1, 1]).
+    It differs from our default ``'raw'`` by the scale (q99 - q01) of each dimension and by the half-bin
+    rounding of the target.
+    """
+    stats = tokenizer.stats
+    pred = stats.normalize_torch(tokenizer.decode_torch(argmax, check=False))  # (B, A) in [-1, 1]
+    target = stats.normalize_torch(tokenizer.decode_torch(tokens, check=False))  # (B, A) bin centres
+    return (pred - target).abs().mean(1).detach()  # (B,)
+
+
 def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, policy: Any, data: TrainTensors,
                      ref: ReferenceCache, idx: list[int], algo: Algo, cfg: LossConfig,
                      autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -112,22 +126,25 @@ def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, 
     with autocast():
         logps, argmax = token_logps(module, first_id, batch, tokens)  # (B, A), (B, A)
     pred = policy.tokenizer.decode_torch(argmax, check=False)  # (B, A) continuous, from argmax tokens
-    l1 = (pred - data.actions[ix]).abs().mean(1).detach()  # (B,)  HAPO l_i
+    # HAPO l_i. Departure from the reference (normalised bin centres of argmax and target, kept as the option
+    # loss.l1_space='normalized'): by default raw action units (m, rad per step) against the recorded action
+    # itself, as DESIGN.md states it; a dimension with a wide range (q99 - q01) weighs more.
+    raw_l1 = (pred - data.actions[ix]).abs().mean(1).detach()  # (B,)
+    l1 = raw_l1 if cfg.l1_space == 'raw' else action_l1_normalized(policy.tokenizer, argmax, tokens)  # (B,) l_i
     if algo.loss == 'preference':
         partners = kl_partners(idx)
         with torch.no_grad(), autocast():  # z0 is detached: no graph for the KL pairs
             kl_logps = token_logps(raw_model, first_id, batch, data.tokens[torch.tensor(partners)])[0].sum(1)  # (B,)
+        # r sums the A action tokens (logps.sum(1)); the reference also counts the stop token: see loss.py.
         loss, metrics = hapo_loss(logps.sum(1), ref.get(idx, idx), kl_logps, ref.get(idx, partners), l1, labels > 0,
-                                  beta=cfg.beta, beta_d=cfg.beta_d, beta_u=cfg.beta_u, gamma=cfg.gamma,
-                                  kl_clamp=(cfg.kl_clamp[0], cfg.kl_clamp[1]), eps=cfg.eps, adaptive=algo.adaptive,
-                                  labels=labels)
+                                  cfg, adaptive=algo.adaptive, labels=labels)
     else:
         weights = sirius_weights(labels, algo.class_weights) if algo.class_weights else None
         mask = labels >= 0 if algo.class_weights else labels > 0  # Sirius: weights decide; BC: desirable only
         loss, metrics = bc_loss(logps, mask, weights)
     with torch.no_grad():
         ref_pred = policy.tokenizer.decode_torch(ref.argmax[ix], check=False)  # (B, A)
-        metrics['action/l1'] = l1.mean()
+        metrics['action/l1'] = raw_l1.mean()
         metrics['action/token_accuracy'] = (argmax == tokens).float().mean()
         metrics['action/l1_vs_reference'] = (pred - ref_pred).abs().mean()
     return loss, metrics
