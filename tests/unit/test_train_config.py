@@ -11,6 +11,7 @@ import pytest
 from hapo_interfaces.enums import Label
 from hapo_trainer.algos import get_algo
 from hapo_trainer.config import GROUPS, ConfigError, TrainConfig, dump_yaml, generated_files, load_config
+from hapo_trainer.optimize import _parser, resolve_config
 
 P, C, U = Label.POLICY, Label.CORRECTION, Label.UNDESIRABLE
 
@@ -54,9 +55,15 @@ def test_ratios_by_class_name_and_the_old_list_form(tmp_path):
 
 
 @pytest.mark.parametrize('method', ['hapo', 'kto', 'sirius', 'dagger', 'bc'])
-def test_method_picks_its_default_ratios(method):
+def test_method_picks_its_default_ratios(method, repo_root):
     cfg = TrainConfig().replace(**{'loss.method': method})
     assert cfg.loss.class_ratios() == get_algo(method).ratios
+    # One config file for every method: `hapo optimize --config config/optimize.yaml --method dagger` trains
+    # dagger with dagger's ratios (config/train/<method>.yaml are gone).
+    args = _parser().parse_args(['--bags', 'b', '--policy', 'p', '--out', 'o', '--method', method,
+                                 '--config', str(repo_root / 'config' / 'optimize.yaml')])
+    cfg = resolve_config(args)
+    assert cfg.loss.method == method and cfg.loss.class_ratios() == get_algo(method).ratios
 
 
 @pytest.mark.parametrize(('overrides', 'match'), [

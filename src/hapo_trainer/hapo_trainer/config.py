@@ -3,10 +3,13 @@
 """TrainConfig: the trainer's settings as dataclasses (data, model, loss, optim, run), YAML in and out.
 
 Every field carries ``metadata={'help': ...}`` (TRL ``KTOConfig`` style) and each group validates itself in
-``__post_init__`` with a one-line message naming the field, its value and the legal range. The YAML files
-under ``config/`` are generated from these dataclasses, and a test fails when they drift::
+``__post_init__`` with a one-line message naming the field, its value and the legal range. The one trainer
+config file, ``config/optimize.yaml``, is generated from these dataclasses, and a test fails when it drifts::
 
-    python -m hapo_trainer.config --write      # rewrites config/optimize.yaml and config/train/<method>.yaml
+    python -m hapo_trainer.config --write      # rewrites config/optimize.yaml
+
+It serves every method: ``hapo optimize --method dagger`` (or ``loss.method``) picks the method, and the
+method brings its defaults (``loss.ratios: {}`` = the method's ratios, ``hapo_trainer.algos``).
 """
 
 from __future__ import annotations
@@ -233,7 +236,8 @@ def load_config(path: str | Path | None) -> TrainConfig:
 def dump_yaml(config: TrainConfig) -> str:
     """YAML text with each field's help as a comment above it (what the files under ``config/`` hold)."""
     lines = ['# HAPO trainer config (hapo_trainer.config.TrainConfig). Generated: python -m hapo_trainer.config '
-             '--write', '# Use with: hapo optimize --config <this file> --bags DIR --policy CKPT --out DIR', '']
+             '--write', '# Use with: hapo optimize --config <this file> --bags DIR --policy CKPT --out DIR '
+             f'[--method {"|".join(METHODS)}]', '']
     for name, kind in GROUPS.items():
         lines.append(f'{name}:  # {kind.__doc__.strip()}')
         group = getattr(config, name)
@@ -249,16 +253,13 @@ def dump_yaml(config: TrainConfig) -> str:
 
 def generated_files(root: Path) -> dict[Path, str]:
     """Every generated config file under ``root`` and its expected text."""
-    files = {root / 'config' / 'optimize.yaml': dump_yaml(TrainConfig())}
-    for method in METHODS:
-        files[root / 'config' / 'train' / f'{method}.yaml'] = dump_yaml(TrainConfig(loss=LossConfig(method=method)))
-    return files
+    return {root / 'config' / 'optimize.yaml': dump_yaml(TrainConfig())}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the default config, or (``--write``) regenerate the files under ``config/``."""
+    """Print the default config, or (``--write``) regenerate config/optimize.yaml."""
     parser = argparse.ArgumentParser(prog='python -m hapo_trainer.config', description=main.__doc__)
-    parser.add_argument('--write', action='store_true', help='rewrite config/optimize.yaml and config/train/*.yaml')
+    parser.add_argument('--write', action='store_true', help='rewrite config/optimize.yaml')
     parser.add_argument('--root', type=Path, default=Path.cwd(), help='workspace root (default: cwd)')
     args = parser.parse_args(argv)
     if not args.write:
