@@ -144,6 +144,9 @@ class OptimConfig:
     min_lr_ratio: float = _f(0.1, 'Cosine decay floor as a fraction of lr.')
     max_steps: int = _f(200, 'Optimiser steps of the run (the cosine ends here).')
     grad_clip: float = _f(1.0, 'Clip the global gradient norm to this; 0 = off.')
+    image_shift_px: int = _f(0, 'Random-shift augmentation (DrQ): each training image shifted by up to this many '
+                                'pixels each way, borders replicated, seeded per micro-batch (--resume stays exact). '
+                                '0 = off. BC methods only (the reference log-probs are of the recorded images).')
 
     def __post_init__(self) -> None:
         _check(self.micro_batch >= 1, 'optim', 'micro_batch', self.micro_batch, '>= 1')
@@ -156,6 +159,7 @@ class OptimConfig:
         _check(0 <= self.min_lr_ratio <= 1, 'optim', 'min_lr_ratio', self.min_lr_ratio, 'in [0, 1]')
         _check(self.max_steps >= 1, 'optim', 'max_steps', self.max_steps, '>= 1')
         _check(self.grad_clip >= 0, 'optim', 'grad_clip', self.grad_clip, '>= 0')
+        _check(self.image_shift_px >= 0, 'optim', 'image_shift_px', self.image_shift_px, '>= 0')
 
 
 @dataclass
@@ -184,6 +188,11 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        shift, algo = self.optim.image_shift_px, get_algo(self.loss.method)
+        _check(shift == 0 or algo.loss == 'bc', 'optim', 'image_shift_px', shift,
+               f'0 with method {algo.name!r} (its reference log-probs are of the unshifted images)')
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

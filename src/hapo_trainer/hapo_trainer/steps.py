@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""One micro-batch of any method: encode, teacher-forced log-probs, the method's loss, metrics (no logging).
+"""One micro-batch of any method: which samples (``MicroBatches``), encode, teacher-forced log-probs, the
+method's loss, metrics (no logging).
 
 Shared by ``optimize`` (the loop) and ``bench/bench_train_step.py``, so the bench times exactly what trains.
 Letters: B samples, A action tokens, V action bins.
@@ -8,7 +9,8 @@ Letters: B samples, A action tokens, V action bins.
 Reference log-probs come from ``ReferenceCache``: log pi_ref(a_j | o_i) for every (observation i, action j)
 pair the run needs — the matched pairs (i, i) and the KL pairs (i, roll-by-one partner) — computed once with
 the frozen reference (a copy of the input policy, or the same model with its LoRA adapters disabled) and
-reused in every later epoch in which the same pair recurs.
+reused in every later epoch in which the same pair recurs. ``MicroBatches`` fills the cache for an epoch
+when the loop first reaches it, and applies the image augmentation (``optim.image_shift_px``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ import torch
 from torch import Tensor
 
 from hapo_trainer.algos import Algo
-from hapo_trainer.config import LossConfig
+from hapo_trainer.augment import random_shift
+from hapo_trainer.config import LossConfig, TrainConfig
 from hapo_trainer.dataset import PreferenceDataset
 from hapo_trainer.loss import bc_loss, hapo_loss, sirius_weights
+from hapo_trainer.sampler import epoch_batches
+
+_SHIFT_STREAM = 104_729  # separates the augmentation's seeds from the sampler's
 
 
 def token_logps(module: Callable[..., Tensor], first_id: int, batch: dict[str, Any], tokens: Tensor,
@@ -100,6 +106,47 @@ class ReferenceCache:
         return out
 
 
+class MicroBatches:
+    """This rank's m-th micro-batch: ``(indices, samples)``, a pure function of (seed, epoch, rank, m).
+
+    Nothing depends on how many batches were drawn before, so ``--resume`` at step s asks for micro-batch
+    ``s * grad_accum`` and gets what the uninterrupted run got (order and image shifts alike). Reference
+    log-probs an epoch needs are computed when the loop first reaches that epoch (``ReferenceCache.ensure``).
+    The shifts apply to the policy's inputs only: the reference's log-probs and argmax are of the recorded
+    images (which is why ``TrainConfig`` allows shifts only for the BC methods).
+    """
+
+    def __init__(self, data: TrainTensors, ref: ReferenceCache, algo: Algo, cfg: TrainConfig, rank: int = 0,
+                 world_size: int = 1):
+        self.data, self.ref, self.algo = data, ref, algo
+        self.ratios = cfg.loss.class_ratios()
+        self.micro_batch, self.seed, self.shift_px = cfg.optim.micro_batch, cfg.run.seed, cfg.optim.image_shift_px
+        self.rank, self.world_size = rank, world_size
+        self.epoch_len = len(self._epoch(0))  # every epoch has the same number of micro-batches
+        self._cached: tuple[int, list[list[int]]] | None = None
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        return epoch_batches(self.data.ds.labels, self.micro_batch, self.ratios, self.seed, epoch, self.rank,
+                             self.world_size)
+
+    def __call__(self, m: int) -> tuple[list[int], list[Any]]:
+        epoch, pos = divmod(m, self.epoch_len)
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, self._epoch(epoch))
+            self.ref.ensure(ReferenceCache.pairs_for(self._cached[1], self.algo))
+        idx = self._cached[1][pos]
+        samples = [self.data.ds.sample(i) for i in idx]
+        if self.shift_px:
+            rng = np.random.default_rng([self.seed, self.rank, m, _SHIFT_STREAM])
+            samples = [(random_shift(images, self.shift_px, rng), instruction, proprio)
+                       for images, instruction, proprio in samples]
+        return idx, samples
+
+    def epochs_ended(self, m_from: int, m_to: int) -> range:
+        """Epochs whose last micro-batch lies in [m_from, m_to): those that ended while drawing them."""
+        return range(m_from // self.epoch_len, m_to // self.epoch_len)
+
+
 def action_l1_normalized(tokenizer: Any, argmax: Tensor, tokens: Tensor) -> Tensor:
     """(B,) HAPO l_i on normalised bin centres: mean over A of |centre(argmax) - centre(recorded token)|.
 
@@ -117,10 +164,14 @@ def action_l1_normalized(tokenizer: Any, argmax: Tensor, tokens: Tensor) -> Tens
 def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, policy: Any, data: TrainTensors,
                      ref: ReferenceCache, idx: list[int], algo: Algo, cfg: LossConfig,
                      autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                     ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Loss and metrics of one micro-batch ``idx`` (the loss is called on exactly these B samples)."""
+                     samples: list[Any] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Loss and metrics of one micro-batch ``idx`` (the loss is called on exactly these B samples).
+
+    ``samples``: the observations of ``idx`` as the policy sees them (``MicroBatches``: augmented); None = as
+    recorded.
+    """
     first_id = policy.tokenizer.first_id
-    batch = policy.encode_batch([data.ds.sample(i) for i in idx])
+    batch = policy.encode_batch(samples if samples is not None else [data.ds.sample(i) for i in idx])
     ix = torch.tensor(idx, device=data.tokens.device)  # (B,)
     tokens, labels = data.tokens[ix], data.labels[ix]  # (B, A), (B,)
     with autocast():
