@@ -107,7 +107,7 @@ class ReferenceCache:
 
 
 class MicroBatches:
-    """This rank's m-th micro-batch: ``(indices, samples)``, a pure function of (seed, epoch, rank, m).
+    """This rank's m-th micro-batch: ``(indices, samples)``, a pure function of (seed, rank, world size, m).
 
     Nothing depends on how many batches were drawn before, so ``--resume`` at step s asks for micro-batch
     ``s * grad_accum`` and gets what the uninterrupted run got (order and image shifts alike). Reference
