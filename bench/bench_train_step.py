@@ -31,8 +31,7 @@ from hapo_policy.tiny import TinyVlaConfig
 from hapo_trainer.algos import get_algo
 from hapo_trainer.config import TrainConfig
 from hapo_trainer.dataset import BuildSpec, build_dataset
-from hapo_trainer.sampler import epoch_batches
-from hapo_trainer.steps import ReferenceCache, TrainTensors, micro_batch_loss, token_logps
+from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors, micro_batch_loss, token_logps
 
 
 def setup(tmp: Path, method: str):
@@ -45,14 +44,15 @@ def setup(tmp: Path, method: str):
     ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
     data = TrainTensors(ds, policy, policy.device)
     ref = ReferenceCache(policy, lambda b, t: token_logps(ref_model, policy.tokenizer.first_id, b, t), data)
-    batches = epoch_batches(ds.labels, cfg.optim.micro_batch, cfg.loss.class_ratios(), 0, 0)
-    ref.ensure(ReferenceCache.pairs_for(batches, algo))
+    batches = MicroBatches(data, ref, algo, cfg)  # the loop's source: epoch 0's reference log-probs computed now
+    batches(0)
     policy.model.train()
     opt = torch.optim.AdamW(policy.model.parameters(), lr=1e-5)
 
     def step(i: int):
-        loss, metrics = micro_batch_loss(policy.model, policy.model, policy, data, ref, batches[i % len(batches)],
-                                         algo, cfg.loss)
+        idx, samples = batches(i % batches.epoch_len)  # within epoch 0: no reference forward while timing
+        loss, metrics = micro_batch_loss(policy.model, policy.model, policy, data, ref, idx, algo, cfg.loss,
+                                         samples=samples)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

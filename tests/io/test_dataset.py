@@ -41,8 +41,9 @@ def test_steps_paired_with_their_observation_and_relabelled(tmp_path, base):
         np.testing.assert_array_equal(ds.actions[r], ep.actions[i])
         np.testing.assert_array_equal(ds.images[CAMERA][r], ep.images[CAMERA][int(ep.step_stamps_ns[i])])
         np.testing.assert_allclose(ds.proprio[r], ep.joint_states[int(ep.step_stamps_ns[i])][:9], rtol=1e-6)
-    assert ds.class_counts() == {'correct': 2 * 16, 'correction': 2 * 5, 'undesirable': 2 * 3}
+    assert ds.class_counts() == {'policy': 2 * 16, 'correction': 2 * 5, 'undesirable': 2 * 3}
     summary = json.loads((ds.path / 'summary.json').read_text())
+    assert summary['classes'] == ds.class_counts()
     assert summary['drops'] == {'not_training': 2}
     assert summary['intervention_ratio'] == pytest.approx(10 / 48)
     images, instruction, proprio = ds.sample(int(rows[0]))

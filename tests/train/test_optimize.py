@@ -17,11 +17,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from train.episode_bags import tiny_policy, write_bags
+from unit.test_augment import which_shift
 
 from hapo_policy.model import VlaPolicy
-from hapo_trainer.config import TrainConfig
+from hapo_trainer.algos import get_algo
+from hapo_trainer.config import ConfigError, TrainConfig, dump_yaml
 from hapo_trainer.dataset import BuildSpec, build_dataset
-from hapo_trainer.optimize import main, train
+from hapo_trainer.optimize import TrainResult, main, train
+from hapo_trainer.sampler import epoch_batches
+from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,8 +54,10 @@ def test_three_steps_at_high_lr_change_every_trainable_parameter(recorded, tmp_p
     policy = VlaPolicy.from_pretrained(recorded[1])
     ds = _dataset(recorded, policy, method)
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
-    final, step = train(policy, ds, _cfg(method, 3, 1e-2), tmp_path / 'out', progress=False, log=lambda m: None)
-    assert step == 3 and (final / 'model.safetensors').is_file()
+    result = train(policy, ds, _cfg(method, 3, 1e-2), tmp_path / 'out', progress=False, log=lambda m: None)
+    assert result == TrainResult(tmp_path / 'out' / 'policy', 3, interrupted=False)
+    final = result.path
+    assert (final / 'model.safetensors').is_file()
     unchanged = [n for n, p in policy.model.named_parameters() if torch.equal(before[n], p.detach())]
     assert not unchanged, f'{method}: parameters not updated: {unchanged}'
     reloaded = VlaPolicy.from_pretrained(final)  # the policy node can load it directly
@@ -86,9 +92,14 @@ def _cli(recorded, out, *extra):
             '--no-progress', '--lr', '1e-3', *extra]
 
 
-def test_resume_reproduces_the_uninterrupted_run(recorded, tmp_path):
+@pytest.mark.parametrize('config', [None, {'loss': {'method': 'bc'}, 'optim': {'image_shift_px': 4}}],
+                         ids=['hapo', 'bc-with-image-shift'])
+def test_resume_reproduces_the_uninterrupted_run(recorded, tmp_path, config):
     full, part = tmp_path / 'full', tmp_path / 'part'
     args = ['--steps', '6', '--checkpoint-every', '3', '--log-every', '1']
+    if config is not None:  # the shifts are seeded per micro-batch: a resumed run sees the same ones
+        (tmp_path / 'c.yaml').write_text(dump_yaml(TrainConfig.from_dict(config)))
+        args += ['--config', str(tmp_path / 'c.yaml')]
     assert main(_cli(recorded, full, *args)) == 0
     assert main(_cli(recorded, full, *args)) == 2  # an existing run is not overwritten without --resume
     (part / 'checkpoints').mkdir(parents=True)
@@ -102,6 +113,52 @@ def test_resume_reproduces_the_uninterrupted_run(recorded, tmp_path):
     sb = load_file(str(part / 'policy' / 'train_state.safetensors'))
     for k in sa:
         torch.testing.assert_close(sb[k], sa[k], rtol=0, atol=0, msg=k)
+
+
+def test_image_shift_is_applied_per_micro_batch_and_reproducible(recorded):
+    # The seam for base-policy training (BC from scratch with random-shift augmentation): configuration only.
+    policy = VlaPolicy.from_pretrained(recorded[1])
+    ds = _dataset(recorded, policy, 'bc')
+    cfg = _cfg('bc', 3, 1e-3, **{'optim.image_shift_px': 4})
+    data = TrainTensors(ds, policy, policy.device)
+
+    def source(c):
+        return MicroBatches(data, ReferenceCache(policy, lambda b, t: (t.float(), t), data), get_algo('bc'), c)
+
+    shifted, again, plain = source(cfg), source(cfg), source(_cfg('bc', 3, 1e-3))
+    moved = 0
+    for m in (0, 1, 7):
+        idx, samples = shifted(m)
+        assert idx == plain(m)[0]  # the same samples, in the same order
+        for i, (images, instruction, proprio), (images2, _, _) in zip(idx, samples, again(m)[1], strict=True):
+            original, instr0, proprio0 = ds.sample(i)
+            assert instruction == instr0 and np.array_equal(proprio, proprio0)
+            for cam, img in images.items():
+                np.testing.assert_array_equal(img, images2[cam])  # a pure function of (seed, rank, m)
+                shift = which_shift(img, original[cam], 4)
+                assert shift is not None
+                moved += shift != (0, 0)
+        assert all(np.array_equal(s[0][c], ds.sample(i)[0][c]) for i, s in zip(idx, plain(m)[1], strict=True)
+                   for c in s[0])  # image_shift_px = 0: the recorded images
+    assert moved > 0
+    with pytest.raises(ConfigError, match=r"optim.image_shift_px=4 invalid: must be 0 with method 'hapo'"):
+        _cfg('hapo', 3, 1e-3, **{'optim.image_shift_px': 4})
+
+
+def test_on_epoch_end_is_called_at_each_epoch_boundary(recorded, tmp_path):
+    # The seam for base-policy training's work between epochs. Two micro-batches per optimiser step, so an
+    # epoch of odd length ends inside a step: the call comes after that step.
+    policy = VlaPolicy.from_pretrained(recorded[1])
+    ds = _dataset(recorded, policy, 'bc')
+    cfg = _cfg('bc', 1, 1e-3, **{'optim.micro_batch': 4, 'optim.grad_accum': 2})
+    epoch_len = len(epoch_batches(ds.labels, 4, cfg.loss.class_ratios(), cfg.run.seed))  # micro-batches
+    steps = epoch_len + 1  # 2 * steps micro-batches: two epochs and a bit
+    calls = []
+    result = train(policy, ds, cfg.replace(**{'optim.max_steps': steps}), tmp_path / 'out', progress=False,
+                   log=lambda m: None, on_epoch_end=lambda epoch, step: calls.append((epoch, step)))
+    assert result.step == steps
+    last = [(e + 1) * epoch_len - 1 for e in (0, 1)]  # the last micro-batch of epochs 0 and 1
+    assert calls == [(0, last[0] // 2 + 1), (1, last[1] // 2 + 1)]
 
 
 def _run(cmd, timeout=120) -> tuple[int, str]:
@@ -170,8 +227,9 @@ def test_lora_trains_adapters_only_and_saves_merged_weights(recorded, tmp_path):
     base = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
     ds = _dataset(recorded, policy)
     cfg = _cfg('hapo', 3, 1e-2, **{'model.lora': True})
-    final, step = train(policy, ds, cfg, tmp_path / 'out', progress=False, log=lambda m: None)
-    assert step == 3
+    result = train(policy, ds, cfg, tmp_path / 'out', progress=False, log=lambda m: None)
+    assert result.step == 3 and not result.interrupted
+    final = result.path
     trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert trainable and all('lora_' in n for n in trainable), trainable
     plain = lambda n: n.replace('base_model.model.', '').replace('.base_layer', '')  # noqa: E731 (peft's names)

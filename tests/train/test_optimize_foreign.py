@@ -37,8 +37,9 @@ def test_lora_three_steps_train_only_adapters_and_save_a_loadable_merged_policy(
                                    'optim.warmup_steps': 0, 'run.tensorboard': False, 'run.checkpoint_every': 0,
                                    'model.lora': True, 'optim.micro_batch': 4})
     base_weights = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
-    final, step = train(policy, ds, cfg, tmp_path / 'out', progress=False, log=lambda m: None)
-    assert step == 3
+    result = train(policy, ds, cfg, tmp_path / 'out', progress=False, log=lambda m: None)
+    assert result.step == 3 and not result.interrupted
+    final = result.path
     params = dict(policy.model.named_parameters())
     trainable = [n for n, p in params.items() if p.requires_grad]
     assert trainable and all('lora_' in n for n in trainable)

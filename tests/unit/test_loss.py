@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from hapo_policy.normalization import ActionStats
+from hapo_policy.tokenizer import ActionTokenizer
 from hapo_trainer.algos import ALGOS, get_algo
+from hapo_trainer.config import LossConfig
 from hapo_trainer.loss import adaptive_weights, bc_loss, hapo_loss, kl_reference_point, sirius_weights
+from hapo_trainer.steps import action_l1_normalized
 
 
 def sig(x: float) -> float:
@@ -39,6 +44,33 @@ def test_two_samples_one_per_class_by_hand():
     assert m['logps/rejected'].item() == pytest.approx(-2.0)
     assert m['weights/desirable_mean'].item() == pytest.approx(lam_d)
     assert m['weights/undesirable_mean'].item() == pytest.approx(lam_u)
+
+
+def test_hyper_parameters_come_from_the_loss_config():
+    # The same two samples as above with beta = 0.2, beta_D = 2, beta_U = 0.5, gamma = 2 and TRL's clamp z0 >= 0.
+    cfg = LossConfig(beta=0.2, beta_d=2.0, beta_u=0.5, gamma=2.0, kl_clamp=[0.0, float('inf')])
+    loss, m = hapo_loss(t(-1.0, -2.0), t(-1.5, -1.0), t(-3.0, -4.0), t(-3.2, -3.6), t(0.2, 0.4), b(True, False), cfg)
+    w = (0.2 + 1e-4) / (0.2 + 1e-4)  # one sample per class: w = 1
+    lam_d, lam_u = (1 - math.exp(-2.0 * w)) ** 2, math.exp(-0.5 * w) ** 2
+    expected = lam_d * (1 - sig(0.2 * (0.5 - 0.0))) + lam_u * (1 - sig(0.2 * (0.0 + 1.0)))
+    assert m['kl'].item() == 0.0 and m['kl/raw'].item() == pytest.approx(-0.1)
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+    assert m['rewards/chosen'].item() == pytest.approx(0.1)
+
+
+def test_action_l1_normalized_is_the_distance_of_bin_centres():
+    # loss.l1_space='normalized' (the reference's l_i): bins one apart give 2/256 per dimension, whatever the
+    # raw range of the dimension; 'raw' (the default) is that distance scaled by (q99 - q01) / 2.
+    stats = ActionStats(np.full(7, -0.5), np.full(7, 1.5))
+    tok = ActionTokenizer(vocab_size=300, n_bins=256, stats=stats)
+    actions = np.linspace(-0.4, 1.4, 14).reshape(2, 7)
+    tokens = torch.from_numpy(tok.encode(actions))  # (2, 7)
+    argmax = tokens.clone()
+    argmax[0] += 1  # sample 0 one bin off in every dimension, sample 1 exact
+    l1 = action_l1_normalized(tok, argmax, tokens)
+    assert l1.tolist() == pytest.approx([2 / 256, 0.0], abs=1e-6)
+    raw = (tok.decode_torch(argmax) - tok.decode_torch(tokens)).abs().mean(1)
+    assert raw.tolist() == pytest.approx([2 / 256 * (1.5 + 0.5) / 2, 0.0], abs=1e-6)
 
 
 def test_weights_within_class_by_hand():
@@ -102,11 +134,11 @@ def test_per_class_metrics_with_labels():
     labels = torch.tensor([1, 2, 0, 1])
     _, m = hapo_loss(t(-1.0, -2.0, -3.0, -1.0), t(-1.5, -1.5, -2.0, -2.0), t(0, 0, 0, 0), t(0, 0, 0, 0),
                      t(0.1, 0.1, 0.1, 0.1), labels > 0, labels=labels)
-    assert m['r/c1'].item() == pytest.approx(0.75)
-    assert m['r/c2'].item() == pytest.approx(-0.5)
-    assert m['r/c0'].item() == pytest.approx(-1.0)
-    assert m['batch/n_correction'].item() == 1.0
-    assert m['lambda/c0'].item() == pytest.approx(math.exp(-1.0))
+    assert m['r/policy'].item() == pytest.approx(0.75)
+    assert m['r/correction'].item() == pytest.approx(-0.5)
+    assert m['r/undesirable'].item() == pytest.approx(-1.0)
+    assert (m['batch/n_policy'].item(), m['batch/n_correction'].item(), m['batch/n_undesirable'].item()) == (2, 1, 1)
+    assert m['lambda/undesirable'].item() == pytest.approx(math.exp(-1.0))
 
 
 def test_gradient_flows_only_to_policy_logps():

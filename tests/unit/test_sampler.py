@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""BalancedBatchSampler: per-batch ratios, the epoch rule, determinism and rank disjointness."""
+"""epoch_batches: per-batch ratios, the epoch rule, determinism and rank disjointness."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from hapo_trainer.sampler import BalancedBatchSampler, class_counts, epoch_batches, epoch_class
+from hapo_interfaces.enums import Label
+from hapo_trainer.algos import get_algo
+from hapo_trainer.sampler import class_counts, epoch_batches, epoch_class
+
+HAPO = get_algo('hapo').ratios  # policy 0.5, correction 0.25, undesirable 0.25
 
 
 def make_labels(n1: int, n2: int, n0: int) -> np.ndarray:
@@ -32,6 +36,7 @@ def test_class_counts(batch, ratios, expected):
     (2, {1: 0.5, 2: 0.25, 0: 0.25}, 'no slot'),
     (8, {1: 0.5, 2: 0.25}, 'sum to 1'),
     (0, {1: 1.0}, 'must be >= 1'),
+    (8, {1: 0.75, -1: 0.25}, 'no training classes'),
 ])
 def test_class_counts_refuses(batch, ratios, match):
     with pytest.raises(ValueError, match=match):
@@ -46,7 +51,7 @@ def test_epoch_class(ratios, expected):
 
 def test_every_batch_has_the_ratios_and_epoch_ends_when_corrections_are_exhausted():
     labels = make_labels(50, 24, 7)  # few undesirable: they cycle
-    batches = epoch_batches(labels, 8, seed=1)
+    batches = epoch_batches(labels, 8, HAPO, seed=1)
     assert len(batches) == 24 // 2
     for batch in batches:
         assert Counter(labels[batch].tolist()) == {1: 4, 2: 2, 0: 2}
@@ -58,7 +63,7 @@ def test_every_batch_has_the_ratios_and_epoch_ends_when_corrections_are_exhauste
 
 def test_ceil_rule_sees_every_correction_when_not_divisible():
     labels = make_labels(40, 5, 10)
-    batches = epoch_batches(labels, 8, seed=0)
+    batches = epoch_batches(labels, 8, HAPO, seed=0)
     assert len(batches) == 3
     seen = {i for batch in batches for i in batch if labels[i] == 2}
     assert seen == set(np.flatnonzero(labels == 2).tolist())
@@ -66,32 +71,31 @@ def test_ceil_rule_sees_every_correction_when_not_divisible():
 
 def test_order_is_a_pure_function_of_seed_epoch_rank():
     labels = make_labels(60, 20, 20)
-    a = epoch_batches(labels, 8, seed=5, epoch=2, rank=1, world_size=2)
-    assert a == epoch_batches(labels, 8, seed=5, epoch=2, rank=1, world_size=2)
-    assert a != epoch_batches(labels, 8, seed=5, epoch=3, rank=1, world_size=2)
-    assert a != epoch_batches(labels, 8, seed=6, epoch=2, rank=1, world_size=2)
-    sampler = BalancedBatchSampler(labels, 8, seed=5, rank=1, world_size=2)
-    sampler.set_epoch(2)
-    assert list(sampler) == a and len(sampler) == len(a)
-    sampler.set_epoch(2, start_step=3)  # resume mid-epoch
-    assert list(sampler) == a[3:]
+    a = epoch_batches(labels, 8, HAPO, seed=5, epoch=2, rank=1, world_size=2)
+    assert a == epoch_batches(labels, 8, HAPO, seed=5, epoch=2, rank=1, world_size=2)
+    assert a != epoch_batches(labels, 8, HAPO, seed=5, epoch=3, rank=1, world_size=2)
+    assert a != epoch_batches(labels, 8, HAPO, seed=6, epoch=2, rank=1, world_size=2)
+    # Keyed by Label or by the same ints: the same order (Label is an IntEnum; the order is on disk in no file,
+    # but a resumed run must see the batches the interrupted one would have seen).
+    assert a == epoch_batches(labels, 8, {1: 0.5, 2: 0.25, 0: 0.25}, seed=5, epoch=2, rank=1, world_size=2)
 
 
 def test_ranks_are_disjoint_and_cover_the_single_process_global_batches():
     labels = make_labels(200, 40, 60)
-    r0 = epoch_batches(labels, 4, seed=9, rank=0, world_size=2)
-    r1 = epoch_batches(labels, 4, seed=9, rank=1, world_size=2)
+    r0 = epoch_batches(labels, 4, HAPO, seed=9, rank=0, world_size=2)
+    r1 = epoch_batches(labels, 4, HAPO, seed=9, rank=1, world_size=2)
     assert len(r0) == len(r1) == 40 // 2
     flat0, flat1 = {i for b in r0 for i in b}, {i for b in r1 for i in b}
     assert not flat0 & flat1
     assert len(flat0) == sum(len(b) for b in r0)
     # Global step s under DDP = micro-batches 2s and 2s+1 of one process accumulating 2 (the DDP test relies on it)
-    single = epoch_batches(labels, 4, seed=9, rank=0, world_size=1)
+    single = epoch_batches(labels, 4, HAPO, seed=9, rank=0, world_size=1)
     assert single[0::2] == r0 and single[1::2] == r1
 
 
 def test_missing_class_is_refused():
-    with pytest.raises(ValueError, match=r'no samples of class \[0\]'):
-        BalancedBatchSampler(make_labels(10, 4, 0), 8)
-    # bc needs only c = 1
-    assert len(epoch_batches(make_labels(10, 0, 0), 4, {1: 1.0})) == 3
+    with pytest.raises(ValueError, match=r"no samples of class \['undesirable'\]"):
+        epoch_batches(make_labels(10, 4, 0), 8, HAPO)
+    # bc needs only the policy class
+    assert len(epoch_batches(make_labels(10, 0, 0), 4, get_algo('bc').ratios)) == 3
+    assert len(epoch_batches(make_labels(10, 0, 0), 4, {Label.POLICY: 1.0})) == 3

@@ -1,24 +1,29 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""The methods the trainer can run, by name: which loss, which sampler ratios, what data each needs.
+"""The methods the trainer can run, by name: which loss, which batch ratios (the one place they are defined).
 
 Every method runs on the same dataset and the same loop (DESIGN.md 'The method': baselines kept beside
-HAPO); a method differs only in its loss and class ratios, never in a forked loop.
+HAPO); a method differs only in its loss and class ratios, never in a forked loop. Classes are
+``hapo_interfaces.enums.Label``; ``loss.ratios`` in the config overrides a method's ratios by display name.
 
-========  ==============================  =======================  ===========================================
-method    loss                            ratios c=1 / c=2 / c=0   notes
-========  ==============================  =======================  ===========================================
-hapo      KTO value x adaptive lambda     0.5 / 0.25 / 0.25        the paper's method
-kto       KTO value, lambda = 1           0.5 / 0.25 / 0.25        HAPO with ``adaptive=False``
-sirius    weighted BC, {1: 1, 2: 2, 0: 0} 0.5 / 0.25 / 0.25        corrections carry half the loss, c=0 dropped
-dagger    BC on desirable                 0.5 / 0.5 / 0            demos/policy steps + corrections aggregated
-bc        BC on desirable                 1 / 0 / 0                base: BC on demos and policy-run steps
-========  ==============================  =======================  ===========================================
+========  ===============================  =================  ==========================================
+method    loss                             ratios p / c / u   notes
+========  ===============================  =================  ==========================================
+hapo      KTO value x adaptive lambda      0.5 / 0.25 / 0.25  the paper's method
+kto       KTO value, lambda = 1            0.5 / 0.25 / 0.25  HAPO with ``adaptive=False``
+sirius    weighted BC, weights 1 / 2 / 0   0.5 / 0.25 / 0.25  corrections carry half the loss, u dropped
+dagger    BC on desirable                  0.5 / 0.5 / 0      policy steps + corrections aggregated
+bc        BC on desirable                  1 / 0 / 0          base: BC on demos and policy-run steps
+========  ===============================  =================  ==========================================
+
+(p / c / u: the classes policy, correction, undesirable, i.e. c = 1, 2, 0.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from hapo_interfaces.enums import TRAINING_LABELS, Label
 
 
 @dataclass(frozen=True)
@@ -27,23 +32,26 @@ class Algo:
 
     name: str
     loss: str  # 'preference' (hapo_loss) or 'bc' (bc_loss)
-    ratios: dict[int, float]  # label c -> share of each batch
+    ratios: dict[Label, float]  # class -> share of each batch, every training class (TRAINING_LABELS order)
     adaptive: bool = False  # preference loss only: HAPO weights on/off
-    class_weights: dict[int, float] = field(default_factory=dict)  # bc loss only: Sirius weights, {} = all 1
-    needs_reference: bool = False  # whether reference log-probs must be cached
+    class_weights: dict[Label, float] = field(default_factory=dict)  # bc loss only: Sirius weights, {} = all 1
 
     @property
-    def needs_classes(self) -> tuple[int, ...]:
+    def needs_classes(self) -> tuple[Label, ...]:
         """Label classes that must have samples for this method to make sense."""
         return tuple(c for c, r in self.ratios.items() if r > 0)
 
 
+def _per_class(policy: float, correction: float, undesirable: float) -> dict[Label, float]:
+    return dict(zip(TRAINING_LABELS, (policy, correction, undesirable), strict=True))
+
+
 ALGOS: dict[str, Algo] = {
-    'hapo': Algo('hapo', 'preference', {1: 0.5, 2: 0.25, 0: 0.25}, adaptive=True, needs_reference=True),
-    'kto': Algo('kto', 'preference', {1: 0.5, 2: 0.25, 0: 0.25}, adaptive=False, needs_reference=True),
-    'sirius': Algo('sirius', 'bc', {1: 0.5, 2: 0.25, 0: 0.25}, class_weights={1: 1.0, 2: 2.0, 0: 0.0}),
-    'dagger': Algo('dagger', 'bc', {1: 0.5, 2: 0.5, 0: 0.0}),
-    'bc': Algo('bc', 'bc', {1: 1.0, 2: 0.0, 0: 0.0}),
+    'hapo': Algo('hapo', 'preference', _per_class(0.5, 0.25, 0.25), adaptive=True),
+    'kto': Algo('kto', 'preference', _per_class(0.5, 0.25, 0.25), adaptive=False),
+    'sirius': Algo('sirius', 'bc', _per_class(0.5, 0.25, 0.25), class_weights=_per_class(1.0, 2.0, 0.0)),
+    'dagger': Algo('dagger', 'bc', _per_class(0.5, 0.5, 0.0)),
+    'bc': Algo('bc', 'bc', _per_class(1.0, 0.0, 0.0)),
 }
 METHODS = tuple(ALGOS)
 

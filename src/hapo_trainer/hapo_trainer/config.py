@@ -3,10 +3,13 @@
 """TrainConfig: the trainer's settings as dataclasses (data, model, loss, optim, run), YAML in and out.
 
 Every field carries ``metadata={'help': ...}`` (TRL ``KTOConfig`` style) and each group validates itself in
-``__post_init__`` with a one-line message naming the field, its value and the legal range. The YAML files
-under ``config/`` are generated from these dataclasses, and a test fails when they drift::
+``__post_init__`` with a one-line message naming the field, its value and the legal range. The one trainer
+config file, ``config/optimize.yaml``, is generated from these dataclasses, and a test fails when it drifts::
 
-    python -m hapo_trainer.config --write      # rewrites config/optimize.yaml and config/train/<method>.yaml
+    python -m hapo_trainer.config --write      # rewrites config/optimize.yaml
+
+It serves every method: ``hapo optimize --method dagger`` (or ``loss.method``) picks the method, and the
+method brings its defaults (``loss.ratios: {}`` = the method's ratios, ``hapo_trainer.algos``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from typing import Any
 
 import yaml
 
+from hapo_interfaces.enums import TRAINING_LABELS, Label
 from hapo_trainer.algos import METHODS, get_algo
+
+_CLASS_NAMES = tuple(c.display for c in TRAINING_LABELS)  # the keys of loss.ratios: policy, correction, undesirable
 
 
 class ConfigError(ValueError):
@@ -28,8 +34,8 @@ class ConfigError(ValueError):
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 (the dataclass metadata key is 'help', as in TRL)
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={'help': help})
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={'help': help})
     return field(default=default, metadata={'help': help})
 
 
@@ -93,7 +99,12 @@ class LossConfig:
     gamma: float = _f(1.0, 'HAPO gamma exponent of both lambdas.')
     eps: float = _f(1e-4, 'HAPO eps in w_i = (l_i + eps) / (sum_j l_j + eps).')
     kl_clamp: list[float] = _f([-5.0, 5.0], "Clamp of the KL reference point z0 [lo, hi]; TRL's rule is [0, .inf].")
-    ratios: list[float] = _f([], "Batch shares of classes [c=1, c=2, c=0]; [] = the method's default.")
+    l1_space: str = _f('raw', "HAPO error l_i of the greedy action: 'raw' = action units against the recorded "
+                              "action (DESIGN.md), 'normalized' = normalised bin centres of both (the reference's "
+                              'rule; see steps.action_l1_normalized).')
+    ratios: dict[str, float] = _f({}, 'Batch shares by class, e.g. {policy: 0.5, correction: 0.25, undesirable: 0.25} '
+                                      "(a class left out gets 0); {} = the method's default (hapo_trainer.algos). "
+                                      'The old list form [c=1, c=2, c=0] still loads.')
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, 'loss', 'method', self.method, f'one of {list(METHODS)}')
@@ -101,14 +112,20 @@ class LossConfig:
         _check(self.eps > 0, 'loss', 'eps', self.eps, '> 0')
         _check(len(self.kl_clamp) == 2 and self.kl_clamp[0] <= self.kl_clamp[1], 'loss', 'kl_clamp', self.kl_clamp,
                '[lo, hi] with lo <= hi')
-        _check(not self.ratios or (len(self.ratios) == 3 and min(self.ratios) >= 0
-                                   and abs(sum(self.ratios) - 1) < 1e-6),
-               'loss', 'ratios', self.ratios, '[] or three shares >= 0 summing to 1')
+        _check(self.l1_space in ('raw', 'normalized'), 'loss', 'l1_space', self.l1_space, "'raw' or 'normalized'")
+        if isinstance(self.ratios, list):  # the form before issue 8: [c=1, c=2, c=0], or [] for the default
+            _check(len(self.ratios) in (0, 3), 'loss', 'ratios', self.ratios, 'a mapping (or the old list of 3 shares)')
+            self.ratios = dict(zip(_CLASS_NAMES, self.ratios, strict=False))
+        ok = (isinstance(self.ratios, dict) and set(self.ratios) <= set(_CLASS_NAMES)
+              and all(isinstance(r, (int, float)) and r >= 0 for r in self.ratios.values())
+              and (not self.ratios or abs(sum(self.ratios.values()) - 1) < 1e-6))
+        _check(ok, 'loss', 'ratios', self.ratios, f'{{}} or shares >= 0 of {", ".join(_CLASS_NAMES)} summing to 1')
+        self.ratios = {name: self.ratios[name] for name in _CLASS_NAMES if name in self.ratios}  # reporting order
 
-    def class_ratios(self) -> dict[int, float]:
-        """Label -> share, from ``ratios`` or the method's default."""
+    def class_ratios(self) -> dict[Label, float]:
+        """Class -> share of each batch (every training class), from ``ratios`` or the method's default."""
         if self.ratios:
-            return {1: self.ratios[0], 2: self.ratios[1], 0: self.ratios[2]}
+            return {c: float(self.ratios.get(c.display, 0.0)) for c in TRAINING_LABELS}
         return dict(get_algo(self.method).ratios)
 
 
@@ -127,6 +144,9 @@ class OptimConfig:
     min_lr_ratio: float = _f(0.1, 'Cosine decay floor as a fraction of lr.')
     max_steps: int = _f(200, 'Optimiser steps of the run (the cosine ends here).')
     grad_clip: float = _f(1.0, 'Clip the global gradient norm to this; 0 = off.')
+    image_shift_px: int = _f(0, 'Random-shift augmentation (DrQ): each training image shifted by up to this many '
+                                'pixels each way, borders replicated, seeded per micro-batch (--resume stays exact). '
+                                '0 = off. BC methods only (the reference log-probs are of the recorded images).')
 
     def __post_init__(self) -> None:
         _check(self.micro_batch >= 1, 'optim', 'micro_batch', self.micro_batch, '>= 1')
@@ -139,6 +159,7 @@ class OptimConfig:
         _check(0 <= self.min_lr_ratio <= 1, 'optim', 'min_lr_ratio', self.min_lr_ratio, 'in [0, 1]')
         _check(self.max_steps >= 1, 'optim', 'max_steps', self.max_steps, '>= 1')
         _check(self.grad_clip >= 0, 'optim', 'grad_clip', self.grad_clip, '>= 0')
+        _check(self.image_shift_px >= 0, 'optim', 'image_shift_px', self.image_shift_px, '>= 0')
 
 
 @dataclass
@@ -167,6 +188,11 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        shift, algo = self.optim.image_shift_px, get_algo(self.loss.method)
+        _check(shift == 0 or algo.loss == 'bc', 'optim', 'image_shift_px', shift,
+               f'0 with method {algo.name!r} (its reference log-probs are of the unshifted images)')
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -219,13 +245,15 @@ def load_config(path: str | Path | None) -> TrainConfig:
 def dump_yaml(config: TrainConfig) -> str:
     """YAML text with each field's help as a comment above it (what the files under ``config/`` hold)."""
     lines = ['# HAPO trainer config (hapo_trainer.config.TrainConfig). Generated: python -m hapo_trainer.config '
-             '--write', '# Use with: hapo optimize --config <this file> --bags DIR --policy CKPT --out DIR', '']
+             '--write', '# Use with: hapo optimize --config <this file> --bags DIR --policy CKPT --out DIR '
+             f'[--method {"|".join(METHODS)}]', '']
     for name, kind in GROUPS.items():
         lines.append(f'{name}:  # {kind.__doc__.strip()}')
         group = getattr(config, name)
         for f in dataclasses.fields(kind):
             lines.append(f'  # {f.metadata["help"]}')
-            value = yaml.safe_dump(getattr(group, f.name), default_flow_style=True, width=10_000).strip()
+            value = yaml.safe_dump(getattr(group, f.name), default_flow_style=True, width=10_000,
+                                   sort_keys=False).strip()
             value = value.removesuffix('\n...').removesuffix('...').strip()
             lines.append(f'  {f.name}: {value}')
         lines.append('')
@@ -234,16 +262,13 @@ def dump_yaml(config: TrainConfig) -> str:
 
 def generated_files(root: Path) -> dict[Path, str]:
     """Every generated config file under ``root`` and its expected text."""
-    files = {root / 'config' / 'optimize.yaml': dump_yaml(TrainConfig())}
-    for method in METHODS:
-        files[root / 'config' / 'train' / f'{method}.yaml'] = dump_yaml(TrainConfig(loss=LossConfig(method=method)))
-    return files
+    return {root / 'config' / 'optimize.yaml': dump_yaml(TrainConfig())}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the default config, or (``--write``) regenerate the files under ``config/``."""
+    """Print the default config, or (``--write``) regenerate config/optimize.yaml."""
     parser = argparse.ArgumentParser(prog='python -m hapo_trainer.config', description=main.__doc__)
-    parser.add_argument('--write', action='store_true', help='rewrite config/optimize.yaml and config/train/*.yaml')
+    parser.add_argument('--write', action='store_true', help='rewrite config/optimize.yaml')
     parser.add_argument('--root', type=Path, default=Path.cwd(), help='workspace root (default: cwd)')
     args = parser.parse_args(argv)
     if not args.write:

@@ -37,14 +37,13 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from hapo_interfaces.enums import ControlSource, Label
+from hapo_interfaces.enums import TRAINING_LABELS, ControlSource, Label
 from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
 from hapo_recorder.relabel import relabel
 from hapo_trainer.algos import METHODS, get_algo
 from hapo_trainer.config import DataConfig
 
 CACHE_VERSION = 1
-_CLASS_NAMES = {1: 'correct', 2: 'correction', 0: 'undesirable'}
 
 
 class DatasetError(RuntimeError):
@@ -58,7 +57,7 @@ class PreferenceDataset:
     images: dict[str, np.ndarray]  # camera -> (N, H, W, 3) uint8
     proprio: np.ndarray  # (N, P) float32 (P = 0 when the policy takes none)
     actions: np.ndarray  # (N, 7) float32, executed actions in raw units
-    labels: np.ndarray  # (N,) int8: 1 correct, 2 correction, 0 undesirable
+    labels: np.ndarray  # (N,) int8 Label values: 1 policy, 2 correction, 0 undesirable
     episode: np.ndarray  # (N,) int32 index into ``episodes``
     step: np.ndarray  # (N,) int32 step index inside its episode
     instruction_id: np.ndarray  # (N,) int32 index into ``instructions``
@@ -76,7 +75,8 @@ class PreferenceDataset:
         return ({cam: arr[i] for cam, arr in self.images.items()}, self.instructions[self.instruction_id[i]], proprio)
 
     def class_counts(self) -> dict[str, int]:
-        return {name: int(np.count_nonzero(self.labels == c)) for c, name in _CLASS_NAMES.items()}
+        """Samples per class, keyed by ``Label.display`` in ``TRAINING_LABELS`` order (as in summary.json)."""
+        return {c.display: int(np.count_nonzero(self.labels == c)) for c in TRAINING_LABELS}
 
     # -- disk ---------------------------------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
@@ -290,7 +290,7 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
         episode=np.asarray(cols['episode'], dtype=np.int32), step=np.asarray(cols['step'], dtype=np.int32),
         instruction_id=np.asarray(cols['instr'], dtype=np.int32), instructions=instructions, episodes=episodes)
     counts = ds.class_counts()
-    n_policy_or_human = counts['correct'] + counts['correction'] + counts['undesirable']
+    n_policy_or_human = sum(counts.values())
     ds.summary = {
         'samples': n, 'classes': counts, 'drops': dict(sorted(drops.items())), 'bags': len(paths),
         'episodes_used': len(episodes), 'skipped_bags': skipped, 'relabelled_undesirable_steps': relabelled_steps,
@@ -304,10 +304,12 @@ def check_usable(ds: PreferenceDataset, method: str) -> None:
     """DatasetError if ``method`` needs a class the dataset lacks (never a silent BC run)."""
     counts = ds.class_counts()
     for c in get_algo(method).needs_classes:
-        if counts[_CLASS_NAMES[c]] == 0:
-            why = {2: 'no usable corrections (c=2): were there interventions, and did they survive the drop rules?',
-                   0: 'no undesirable samples (c=0): K=0, or no policy steps before the interventions?',
-                   1: 'no desirable policy/demo samples (c=1)'}[c]
+        if counts[c.display] == 0:
+            why = {Label.CORRECTION: 'no usable corrections (correction, c=2): were there interventions, and did '
+                                     'they survive the drop rules?',
+                   Label.UNDESIRABLE: 'no undesirable samples (undesirable, c=0): K=0, or no policy steps before the '
+                                      'interventions?',
+                   Label.POLICY: 'no desirable policy/demo samples (policy, c=1)'}[c]
             raise DatasetError(f'dataset {ds.path or ""} has {why} Method {method!r} needs them '
                                f'(classes {counts}, drops {ds.summary.get("drops", {})}); use --method bc to '
                                f'train on demos only')
@@ -339,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ConfigError, CheckpointError) as exc:
         print(f'hapo dataset: {exc}', file=sys.stderr)
         return 2
-    print(json.dumps({'summary': str(ds.path / 'summary.json'), **ds.summary['classes']}))
+    print(json.dumps({'summary': str(ds.path / 'summary.json'), **ds.class_counts()}))
     return 0
 
 

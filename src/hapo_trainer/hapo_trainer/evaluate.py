@@ -3,7 +3,7 @@
 """``evaluate``: offline bag replay — recorded observations through a policy, scored per label class.
 
 Every training step of the bags (the same pairing, labels and drop rules as the dataset) goes through the
-policy's greedy decoding; per class (c=1 policy-executed, c=2 correction, c=0 undesirable) we report action L1
+policy's greedy decoding; per class (``Label.display``: policy, correction, undesirable) we report action L1
 and token accuracy against the executed action, and the mean teacher-forced log-prob of the executed action.
 A refined policy should be close to corrections and far from the undesirable actions::
 
@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from hapo_interfaces.enums import TRAINING_LABELS
 from hapo_trainer.config import ConfigError, load_config
 from hapo_trainer.dataset import BuildSpec, DatasetError, PreferenceDataset, build_dataset
-
-CLASSES = {1: 'correct', 2: 'correction', 0: 'undesirable'}
 
 
 @torch.no_grad()
@@ -51,9 +50,9 @@ def replay(policy: Any, ds: PreferenceDataset, batch_size: int = 64) -> dict[str
         target = torch.from_numpy(tokens_all[idx]).to(policy.device)
         logp[idx] = policy.action_logprobs(batch, target)[0].sum(1).cpu().numpy()
     out: dict[str, Any] = {'samples': n, 'classes': {}}
-    for c, name in CLASSES.items():
+    for c in TRAINING_LABELS:
         m = ds.labels == c
-        out['classes'][name] = {'n': int(m.sum()), 'action_l1': float(l1[m].mean()) if m.any() else None,
+        out['classes'][c.display] = {'n': int(m.sum()), 'action_l1': float(l1[m].mean()) if m.any() else None,
                                 'token_accuracy': float(acc[m].mean()) if m.any() else None,
                                 'logp_executed': float(logp[m].mean()) if m.any() else None}
     return out

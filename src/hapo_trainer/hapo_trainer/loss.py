@@ -27,8 +27,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-# The label values are frozen in hapo_interfaces.enums.Label; repeated as ints for tensor masks.
-_CLASS_NAMES = {1: 'correct', 2: 'correction', 0: 'undesirable'}
+from hapo_interfaces.enums import TRAINING_LABELS, Label
+from hapo_trainer.config import LossConfig
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -78,9 +78,8 @@ def adaptive_weights(action_l1: Tensor, desirable: Tensor, beta_d: float = 1.0, 
 
 
 def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Tensor, reference_kl_logps: Tensor,
-              action_l1: Tensor, desirable: Tensor, beta: float = 0.1, beta_d: float = 1.0, beta_u: float = 1.0,
-              gamma: float = 1.0, kl_clamp: tuple[float, float] | None = (-5.0, 5.0), eps: float = 1e-4,
-              adaptive: bool = True, *, labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+              action_l1: Tensor, desirable: Tensor, cfg: LossConfig | None = None, *, adaptive: bool = True,
+              labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """HAPO loss (``adaptive=False``: plain KTO) with sum reduction over the batch.
 
     Args:
@@ -88,17 +87,19 @@ def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Te
         reference_logps: (B,) log pi_ref(a_i|o_i) of the frozen reference.
         policy_kl_logps: (B,) log pi(a'_j|o_j) on the mismatched pairs (actions rolled by one).
         reference_kl_logps: (B,) log pi_ref(a'_j|o_j).
-        action_l1: (B,) mean |decoded argmax action - recorded action| per sample (HAPO l_i).
+        action_l1: (B,) HAPO l_i, the error of the greedy action per sample (``steps.action_l1``).
         desirable: (B,) bool, True for c in {1, 2}.
-        beta, beta_d, beta_u, gamma, eps: DESIGN.md defaults 0.1, 1, 1, 1, 1e-4.
-        kl_clamp: (lo, hi) for z0, or None; see ``kl_reference_point`` for the TRL difference.
-        adaptive: False sets every lambda to 1 (KTO with lambda_D = lambda_U = 1).
-        labels: optional (B,) int labels c in {0, 1, 2}, only for the per-class metrics ``r/c{c}``,
-            ``lambda/c{c}``; keyword-only so the positional contract above stays as specified.
+        cfg: the loss config (None: its defaults, DESIGN.md's): beta, beta_d, beta_u, gamma, eps, and kl_clamp
+            (lo, hi) for z0 (see ``kl_reference_point`` for the TRL difference). Its method is not read here.
+        adaptive: False sets every lambda to 1 (KTO with lambda_D = lambda_U = 1); the method's ``Algo.adaptive``.
+        labels: optional (B,) int labels c in {0, 1, 2} (``Label``), only for the per-class metrics
+            ``r/<class>``, ``lambda/<class>``, ``batch/n_<class>`` (``per_class_metrics``).
 
     Returns:
         (loss, metrics): a scalar and a dict of 0-d tensors named like TRL's KTO trainer plus ours.
     """
+    cfg = cfg or LossConfig()
+    beta = cfg.beta
     b = policy_logps.shape[0]
     for name, t in (('reference_logps', reference_logps), ('policy_kl_logps', policy_kl_logps),
                     ('reference_kl_logps', reference_kl_logps), ('action_l1', action_l1), ('desirable', desirable)):
@@ -107,14 +108,18 @@ def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Te
     desirable = desirable.to(policy_logps.device)
 
     # DESIGN / KTO Eq. 8: z0 = E[log pi(a'|o) - log pi_ref(a'|o)] on mismatched pairs, detached, clamped.
-    z0, z_raw = kl_reference_point(policy_kl_logps, reference_kl_logps, kl_clamp)
-    # DESIGN: r_i = log pi(a_i|o_i) - log pi_ref(a_i|o_i), summed over action tokens (already summed).
+    z0, z_raw = kl_reference_point(policy_kl_logps, reference_kl_logps, (cfg.kl_clamp[0], cfg.kl_clamp[1]))
+    # DESIGN: r_i = log pi(a_i|o_i) - log pi_ref(a_i|o_i), summed over action tokens (already summed). Departure
+    # from the reference: its sum runs over every target token, which includes the stop token where the model
+    # has one (a foreign OpenVLA checkpoint: '</s>' after the 7 actions); ours over the 7 action tokens only
+    # (steps.micro_batch_loss), so r measures the action alone and the tiny model, which has no stop token,
+    # and a foreign one are treated alike.
     logratio = policy_logps - reference_logps.detach()  # (B,)
     # KTO value (HAPO Alg. 1 OPTIMIZE): desirable 1 - sigma(beta (r - z0)), undesirable 1 - sigma(beta (z0 - r)).
     value = torch.where(desirable, 1.0 - torch.sigmoid(beta * (logratio - z0)),
                         1.0 - torch.sigmoid(beta * (z0 - logratio)))  # (B,)
     if adaptive:
-        lam, w = adaptive_weights(action_l1, desirable, beta_d, beta_u, gamma, eps)  # (B,), (B,)
+        lam, w = adaptive_weights(action_l1, desirable, cfg.beta_d, cfg.beta_u, cfg.gamma, cfg.eps)  # (B,), (B,)
     else:
         lam = torch.ones_like(value).detach()  # plain KTO: lambda_D = lambda_U = 1
         w = torch.full_like(value, float('nan'))
@@ -148,13 +153,16 @@ def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Te
 
 
 def per_class_metrics(logratio: Tensor, lam: Tensor, labels: Tensor) -> dict[str, Tensor]:
-    """Mean r and lambda per label class c = 1, 2, 0 (DESIGN asks for both per class), plus class counts."""
+    """Mean r and lambda per label class (DESIGN asks for both per class), plus class counts.
+
+    Keyed by ``Label.display``: ``r/policy``, ``lambda/correction``, ``batch/n_undesirable``, ...
+    """
     out: dict[str, Tensor] = {}
-    for c, name in _CLASS_NAMES.items():
+    for c in TRAINING_LABELS:
         mask = labels == c  # (B,)
-        out[f'r/c{c}'] = _masked_mean(logratio, mask)
-        out[f'lambda/c{c}'] = _masked_mean(lam, mask)
-        out[f'batch/n_{name}'] = mask.sum().to(logratio.dtype)
+        out[f'r/{c.display}'] = _masked_mean(logratio, mask)
+        out[f'lambda/{c.display}'] = _masked_mean(lam, mask)
+        out[f'batch/n_{c.display}'] = mask.sum().to(logratio.dtype)
     return out
 
 
@@ -189,12 +197,13 @@ def bc_loss(policy_token_logps: Tensor, mask: Tensor, sample_weights: Tensor | N
     return loss, metrics
 
 
-def sirius_weights(labels: Tensor, class_weights: Mapping[int, float]) -> Tensor:
+def sirius_weights(labels: Tensor, class_weights: Mapping[Label, float]) -> Tensor:
     """Per-sample Sirius weights (Liu et al. 2022, "Robot Learning on the Job", Sec. 4.2), detached.
 
-    Sirius reweights weighted-BC samples by class: interventions up, pre-intervention (our c = 0) to zero.
+    Sirius reweights weighted-BC samples by class: interventions up, pre-intervention (our undesirable) to zero.
     The weight of class c is ``class_weights[c]``; with the default balanced batch (0.5 / 0.25 / 0.25) and
-    weights {1: 1, 2: 2, 0: 0} the corrections carry half of the loss, as in Sirius' intervention ratio.
+    weights policy 1, correction 2, undesirable 0 the corrections carry half of the loss, as in Sirius'
+    intervention ratio.
     """
     out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)  # (B,)
     for c, wc in class_weights.items():

@@ -4,9 +4,10 @@
 
 Data flow::
 
-    --bags --(dataset.build_dataset, cached)--> PreferenceDataset --(sampler.epoch_batches, seed/epoch/rank)-->
-    micro-batches of 8 --(steps.micro_batch_loss: policy log-probs, cached reference log-probs, hapo_loss)-->
-    grad accumulation (+ DDP all-reduce) --> AdamW, warm-up + cosine, clip --> <out>/checkpoints/step-N, <out>/policy
+    --bags --(dataset.build_dataset, cached)--> PreferenceDataset --(steps.MicroBatches: sampler.epoch_batches by
+    seed/epoch/rank, reference log-probs cached per epoch, optional image shift)--> micro-batches of 8
+    --(steps.micro_batch_loss: policy log-probs, cached reference log-probs, hapo_loss)--> grad accumulation
+    (+ DDP all-reduce) --> AdamW, warm-up + cosine, clip --> <out>/checkpoints/step-N, <out>/policy
 
 Run it::
 
@@ -20,6 +21,11 @@ every rank trains on its own micro-batches (disjoint, see sampler.py), rank 0 bu
 (tqdm, TensorBoard under <out>/tb) and saves. The loss is called per micro-batch (``optim.micro_batch``, 8):
 the HAPO weights depend on the batch the loss sees (DESIGN.md); larger batches come from accumulation and ranks.
 Ctrl-C (SIGINT) finishes the current optimiser step, saves a checkpoint and exits with status 130.
+
+``train`` is the loop; its parts are named: ``_reference_forward`` (a frozen copy, or adapters off under
+LoRA), ``_optimizer`` (AdamW + schedule), ``_resume``, ``steps.MicroBatches`` (which samples, reference cache,
+augmentation), ``_MetricLog`` (rank-0 logging) and ``_Checkpoints``. It returns a ``TrainResult``; every
+method and base-policy training (``bc``, ``optim.image_shift_px``, ``on_epoch_end``) run through it.
 """
 
 from __future__ import annotations
@@ -31,17 +37,18 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from hapo_trainer.algos import METHODS, get_algo
-from hapo_trainer.config import ConfigError, TrainConfig, dump_yaml, load_config
+from hapo_trainer.config import ConfigError, OptimConfig, TrainConfig, dump_yaml, load_config
 from hapo_trainer.dataset import BuildSpec, DatasetError, PreferenceDataset, build_dataset
-from hapo_trainer.sampler import epoch_batches
-from hapo_trainer.steps import ReferenceCache, TrainTensors, micro_batch_loss, token_logps
+from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors, micro_batch_loss, token_logps
 from hapo_trainer.train_state import ResumeError, latest_checkpoint, load_train_checkpoint, save_train_checkpoint
 
 
@@ -94,13 +101,13 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
-def _window_means(window: dict[str, list[torch.Tensor]], names: list[str], distributed: bool) -> torch.Tensor:
-    """Mean of each metric over the log window (and all ranks under DDP), NaN entries (empty classes) skipped."""
-    values = [torch.stack(window[n]).float().flatten() for n in names]  # (M,) per name
-    totals = torch.stack([torch.stack([torch.nansum(v), (~v.isnan()).sum().float()]) for v in values])  # (N, 2)
-    if distributed:
-        torch.distributed.all_reduce(totals)
-    return totals[:, 0] / totals[:, 1]  # (N,): NaN where no rank saw the class
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` did: the checkpoint it wrote last, the optimiser step reached, whether Ctrl-C stopped it."""
+
+    path: Path  # <out>/policy, or <out>/checkpoints/step-N when interrupted
+    step: int
+    interrupted: bool = False
 
 
 def _apply_lora(policy: Any, cfg: TrainConfig) -> None:
@@ -110,6 +117,60 @@ def _apply_lora(policy: Any, cfg: TrainConfig) -> None:
     lora = LoraConfig(r=m.lora_rank, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
                       target_modules=list(m.lora_targets))
     policy.model = get_peft_model(policy.model, lora)
+
+
+def _reference_forward(policy: Any, lora: bool) -> Callable[[dict[str, Any], torch.Tensor], tuple[Any, Any]]:
+    """The frozen reference pi_ref: a copy of the input policy, or (LoRA) the same model with its adapters off."""
+    first_id = policy.tokenizer.first_id
+    if lora:
+        model = policy.model
+
+        def adapters_off(batch, tokens):  # as TRL with peft: no second copy of a large backbone
+            with model.disable_adapter():
+                return token_logps(model, first_id, batch, tokens)
+
+        return adapters_off
+    ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
+    return lambda batch, tokens: token_logps(ref_model, first_id, batch, tokens)
+
+
+def _optimizer(params: list[torch.Tensor], o: OptimConfig) -> tuple[torch.optim.Optimizer, LambdaLR]:
+    """AdamW with linear warm-up and cosine decay to ``min_lr_ratio`` at ``max_steps`` (``lr_lambda``)."""
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.adam_betas), weight_decay=o.weight_decay)
+    return optimizer, LambdaLR(optimizer, lambda s: lr_lambda(s, o.warmup_steps, o.max_steps, o.min_lr_ratio))
+
+
+def _resume(out: Path, trainable: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
+            o: OptimConfig, world: World, log: Callable[[str], None]) -> int:
+    """Restore weights, optimiser, schedule and RNG from the latest checkpoint under ``out``; returns its step."""
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise ResumeError(f'--resume: no checkpoint with train_state.json under {out}')
+    body, rng = load_train_checkpoint(ckpt, trainable, optimizer, scheduler)
+    if body.get('world_size') != world.world_size or body.get('micro_batch') != o.micro_batch:
+        log(f'warning: resuming a run of world_size={body.get("world_size")}, micro_batch='
+            f'{body.get("micro_batch")} with {world.world_size}, {o.micro_batch}: the sample order differs')
+    torch.set_rng_state(rng['torch'])
+    if 'cuda' in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng['cuda'])
+    if world.main:
+        log(f'resuming from {ckpt} at step {body["step"]}')
+    return int(body['step'])
+
+
+def _data_parallel(model: torch.nn.Module, device: torch.device, world: World) -> torch.nn.Module:
+    """The module the loop calls: ``model`` itself, or its DDP wrapper (gradient all-reduce hooks)."""
+    if world.world_size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+
+def _autocast(device: torch.device, bf16: bool) -> Callable[[], contextlib.AbstractContextManager]:
+    if device.type == 'cuda' and bf16:
+        return lambda: torch.autocast('cuda', dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
 
 def _policy_saver(policy: Any, lora: bool):
@@ -123,145 +184,144 @@ def _policy_saver(policy: Any, lora: bool):
     return save
 
 
-def train(policy: Any, ds: PreferenceDataset, cfg: TrainConfig, out: Path, *, resume: bool = False,
-          world: World = World(), progress: bool = True, log=print) -> tuple[Path, int]:
-    """Train ``policy`` in place on ``ds``; returns (final checkpoint path, last step). Rank 0 writes ``out``."""
-    algo = get_algo(cfg.loss.method)
-    ratios = cfg.loss.class_ratios()
-    o = cfg.optim
-    device = policy.device
-    torch.manual_seed(cfg.run.seed + world.rank)  # dropout differs per rank; sampler order does not use it
-    if cfg.model.lora:
-        _apply_lora(policy, cfg)
-        model = policy.model
+class _Checkpoints:
+    """Writes a policy checkpoint the node loads plus what ``--resume`` needs (train_state.py), rank 0 only."""
 
-        def ref_forward(batch, tokens):  # reference = same weights with the adapters off (as TRL with peft)
-            with model.disable_adapter():
-                return token_logps(model, policy.tokenizer.first_id, batch, tokens)
-    else:
-        ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
+    def __init__(self, policy: Any, ds: PreferenceDataset, cfg: TrainConfig, world: World,
+                 trainable: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR):
+        self.save_policy = _policy_saver(policy, cfg.model.lora)
+        self.run_config = {**cfg.to_dict(), 'base_policy': policy.source, 'base_policy_id': policy.policy_id,
+                           'dataset': str(ds.path or ''), 'world_size': world.world_size}
+        self.info = {'world_size': world.world_size, 'micro_batch': cfg.optim.micro_batch,
+                     'grad_accum': cfg.optim.grad_accum, 'method': cfg.loss.method}
+        self.trainable, self.optimizer, self.scheduler = trainable, optimizer, scheduler
 
-        def ref_forward(batch, tokens):
-            return token_logps(ref_model, policy.tokenizer.first_id, batch, tokens)
-    model = policy.model
-    model.train()
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW(list(trainable.values()), lr=o.lr, betas=tuple(o.adam_betas),
-                                  weight_decay=o.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_lambda(s, o.warmup_steps, o.max_steps, o.min_lr_ratio))
-    start = 0
-    if resume:
-        ckpt = latest_checkpoint(out)
-        if ckpt is None:
-            raise ResumeError(f'--resume: no checkpoint with train_state.json under {out}')
-        body, rng = load_train_checkpoint(ckpt, trainable, optimizer, scheduler)
-        if body.get('world_size') != world.world_size or body.get('micro_batch') != o.micro_batch:
-            log(f'warning: resuming a run of world_size={body.get("world_size")}, micro_batch='
-                f'{body.get("micro_batch")} with {world.world_size}, {o.micro_batch}: the sample order differs')
-        start = int(body['step'])
-        torch.set_rng_state(rng['torch'])
-        if 'cuda' in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng['cuda'])
-        if world.main:
-            log(f'resuming from {ckpt} at step {start}')
-    module = model
-    if world.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        module = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
-    data = TrainTensors(ds, policy, device)
-    ref = ReferenceCache(policy, ref_forward, data)
-    use_bf16 = device.type == 'cuda' and cfg.model.bf16
-
-    def autocast():
-        return torch.autocast('cuda', dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-
-    epoch_len = len(epoch_batches(ds.labels, o.micro_batch, ratios, cfg.run.seed, 0, world.rank, world.world_size))
-    cache: dict[int, list[list[int]]] = {}
-
-    def micro_batch(m: int) -> list[int]:
-        """The m-th micro-batch of this rank: a pure function of (seed, epoch, rank) -> exact resume."""
-        epoch, pos = divmod(m, epoch_len)
-        if epoch not in cache:
-            cache.clear()
-            cache[epoch] = epoch_batches(ds.labels, o.micro_batch, ratios, cfg.run.seed, epoch, world.rank,
-                                         world.world_size)
-            ref.ensure(ReferenceCache.pairs_for(cache[epoch], algo))
-        return cache[epoch][pos]
-
-    tb = None
-    if world.main and cfg.run.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(out / 'tb'))
-    run_config = {**cfg.to_dict(), 'base_policy': policy.source, 'base_policy_id': policy.policy_id,
-                  'dataset': str(ds.path or ''), 'world_size': world.world_size}
-    save_policy = _policy_saver(policy, cfg.model.lora)
-
-    def checkpoint(step: int, path: Path) -> Path:
+    def save(self, step: int, path: Path) -> Path:
         rng = {'torch': torch.get_rng_state()}
         if torch.cuda.is_available():
             rng['cuda'] = torch.cuda.get_rng_state()
-        info = {'step': step, 'world_size': world.world_size, 'micro_batch': o.micro_batch,
-                'grad_accum': o.grad_accum, 'method': algo.name}
-        return save_train_checkpoint(path, save_policy, trainable, optimizer, scheduler, rng, info, run_config)
+        return save_train_checkpoint(path, self.save_policy, self.trainable, self.optimizer, self.scheduler, rng,
+                                     {**self.info, 'step': step}, self.run_config)
 
-    from tqdm import tqdm
 
-    bar = tqdm(total=o.max_steps, initial=start, desc=f'optimize[{algo.name}]', unit='step',
-               disable=not (progress and world.main))
-    window: dict[str, list[torch.Tensor]] = {}
-    step = start
+class _MetricLog:
+    """Metrics of the micro-batches since the last log step -> their means (over ranks too) every ``log_every``
+    steps; rank 0 shows them on the progress bar and writes TensorBoard (``<out>/tb``). One sync per log step."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, world: World, start: int, progress: bool):
+        from tqdm import tqdm
+
+        self.every, self.total, self.world = cfg.run.log_every, cfg.optim.max_steps, world
+        self.window: dict[str, list[torch.Tensor]] = {}
+        self.tb = None
+        if world.main and cfg.run.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / 'tb'))
+        self.bar = tqdm(total=self.total, initial=start, desc=f'optimize[{cfg.loss.method}]', unit='step',
+                        disable=not (progress and world.main))
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self.window.setdefault(key, []).append(value)
+
+    def step_done(self, step: int, lr: float) -> None:
+        """Every rank calls this after each optimiser step (the means are a collective under DDP)."""
+        self.bar.update(1)
+        if step % self.every and step != self.total:
+            return
+        names = sorted(self.window)  # the same on every rank: one code path computes them
+        means = _window_means(self.window, names, self.world.world_size > 1).tolist()  # 1 sync
+        self.window.clear()
+        if not self.world.main:
+            return
+        scalars = {**dict(zip(names, means, strict=True)), 'lr': lr}
+        self.bar.set_postfix({k: f'{scalars[k]:.3g}' for k in ('loss', 'kl', 'rewards/margins') if k in scalars})
+        if self.tb is not None:
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _window_means(window: dict[str, list[torch.Tensor]], names: list[str], distributed: bool) -> torch.Tensor:
+    """Mean of each metric over the log window (and all ranks under DDP), NaN entries (empty classes) skipped."""
+    values = [torch.stack(window[n]).float().flatten() for n in names]  # (M,) per name
+    totals = torch.stack([torch.stack([torch.nansum(v), (~v.isnan()).sum().float()]) for v in values])  # (N, 2)
+    if distributed:
+        torch.distributed.all_reduce(totals)
+    return totals[:, 0] / totals[:, 1]  # (N,): NaN where no rank saw the class
+
+
+def _any_rank(flag: bool, world: World) -> bool:
+    """Whether ``flag`` is set on any rank (so all ranks stop at the same step)."""
+    t = torch.tensor(float(flag))
+    if world.world_size > 1:
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return t.item() > 0
+
+
+def train(policy: Any, ds: PreferenceDataset, cfg: TrainConfig, out: Path, *, resume: bool = False,
+          world: World = World(), progress: bool = True, log: Callable[[str], None] = print,
+          on_epoch_end: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Train ``policy`` in place on ``ds``; rank 0 writes ``out``.
+
+    ``on_epoch_end(epoch, step)`` runs on every rank after the optimiser step ``step`` (1-based count) in
+    which this rank's micro-batches of ``epoch`` (0, 1, ...) ran out: the place for work between epochs
+    (evaluation, say) that base-policy training needs without a second loop.
+    """
+    algo, o = get_algo(cfg.loss.method), cfg.optim
+    torch.manual_seed(cfg.run.seed + world.rank)  # dropout differs per rank; sampler order does not use it
+    if cfg.model.lora:
+        _apply_lora(policy, cfg)
+    ref_forward = _reference_forward(policy, cfg.model.lora)
+    model = policy.model
+    model.train()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    optimizer, scheduler = _optimizer(list(trainable.values()), o)
+    step = _resume(out, trainable, optimizer, scheduler, o, world, log) if resume else 0
+    module = _data_parallel(model, policy.device, world)
+    data = TrainTensors(ds, policy, policy.device)
+    ref = ReferenceCache(policy, ref_forward, data)
+    batches = MicroBatches(data, ref, algo, cfg, world.rank, world.world_size)
+    autocast = _autocast(policy.device, cfg.model.bf16)
+    checkpoints = _Checkpoints(policy, ds, cfg, world, trainable, optimizer, scheduler)
+    metrics_log = _MetricLog(cfg, out, world, step, progress)
     interrupted = False
     with _StopFlag() as stop:
         while step < o.max_steps:
-            for k in range(o.grad_accum):
-                idx = micro_batch(step * o.grad_accum + k)
+            for k in range(o.grad_accum):  # DDP all-reduces the gradients on the last micro-batch only
+                idx, samples = batches(step * o.grad_accum + k)
                 sync = k == o.grad_accum - 1 or world.world_size == 1
-                ctx = contextlib.nullcontext() if sync else module.no_sync()
-                with ctx:
-                    loss, metrics = micro_batch_loss(module, model, policy, data, ref, idx, algo, cfg.loss, autocast)
+                with contextlib.nullcontext() if sync else module.no_sync():
+                    loss, metrics = micro_batch_loss(module, model, policy, data, ref, idx, algo, cfg.loss, autocast,
+                                                     samples)
                     (loss / o.grad_accum).backward()
-                for key, value in metrics.items():
-                    window.setdefault(key, []).append(value)
-            params = list(trainable.values())
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float('inf'))
-            window.setdefault('grad_norm', []).append(grad_norm.detach())
+                metrics_log.add(metrics)
+            grad_norm = torch.nn.utils.clip_grad_norm_(list(trainable.values()), o.grad_clip or float('inf'))
+            metrics_log.add({'grad_norm': grad_norm.detach()})
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            bar.update(1)
-            if step % cfg.run.log_every == 0 or step == o.max_steps:
-                names = sorted(window)  # the same on every rank: one code path computes them
-                means = _window_means(window, names, world.world_size > 1).tolist()  # 1 sync
-                window.clear()
-            if world.main and (step % cfg.run.log_every == 0 or step == o.max_steps):
-                scalars = dict(zip(names, means, strict=True))
-                scalars['lr'] = scheduler.get_last_lr()[0]
-                bar.set_postfix({k: f'{scalars[k]:.3g}' for k in ('loss', 'kl', 'rewards/margins') if k in scalars})
-                if tb is not None:
-                    for k, v in scalars.items():
-                        tb.add_scalar(k, v, step)
-            should_stop = torch.tensor(float(stop.stop))
-            if world.world_size > 1:
-                torch.distributed.all_reduce(should_stop, op=torch.distributed.ReduceOp.MAX)
-            if should_stop.item() > 0 and step < o.max_steps:
+            metrics_log.step_done(step, scheduler.get_last_lr()[0])
+            if on_epoch_end is not None:
+                for epoch in batches.epochs_ended((step - 1) * o.grad_accum, step * o.grad_accum):
+                    on_epoch_end(epoch, step)
+            if _any_rank(stop.stop, world) and step < o.max_steps:
                 interrupted = True
                 break
             every = cfg.run.checkpoint_every
             if world.main and every and step % every == 0 and step < o.max_steps:
-                checkpoint(step, out / 'checkpoints' / f'step-{step:06d}')
-    bar.close()
+                checkpoints.save(step, out / 'checkpoints' / f'step-{step:06d}')
+    metrics_log.close()
     final = out / 'checkpoints' / f'step-{step:06d}' if interrupted else out / 'policy'
     if world.main:
-        checkpoint(step, final)
-        if tb is not None:
-            tb.close()
-    if interrupted:
-        raise KeyboardInterrupt(str(final))
-    return final, step
+        checkpoints.save(step, final)
+    return TrainResult(final, step, interrupted)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -348,18 +408,20 @@ def main(argv: list[str] | None = None) -> int:
                   f'{cfg.optim.max_steps} steps x {cfg.optim.micro_batch * cfg.optim.grad_accum * world.world_size} '
                   f'samples, world {world.world_size}, device {device}', file=sys.stderr)
         try:
-            final, step = train(policy, ds, cfg, out, resume=args.resume, world=world,
-                                progress=not args.no_progress, log=log)
+            result = train(policy, ds, cfg, out, resume=args.resume, world=world, progress=not args.no_progress,
+                           log=log)
         except ResumeError as exc:
             return fail(str(exc))
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt:  # a second Ctrl-C: gave up at once
+            return fail('interrupted twice; nothing saved since the last checkpoint', 130)
+        if result.interrupted:
             if world.main:
-                print(f'hapo optimize: interrupted; saved {exc} (continue with --resume)', file=sys.stderr)
+                print(f'hapo optimize: interrupted; saved {result.path} (continue with --resume)', file=sys.stderr)
             return 130
         if world.world_size > 1:  # rank 0 was saving: tear gloo down together (a rank gone early aborted the other)
             torch.distributed.barrier()
         if world.main:
-            print(final)
+            print(result.path)
         return 0
     finally:
         if world.world_size > 1 and torch.distributed.is_initialized():

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""Balanced batches by label class: 50 % c=1, 25 % corrections (c=2), 25 % undesirable (c=0) by default.
+"""Balanced batches by label class (``Label``): shares per class given by the method (``algos.py``), e.g.
+50 % policy (c=1), 25 % correction (c=2), 25 % undesirable (c=0) for hapo.
 
 Epoch rule (DESIGN.md 'Balanced batches'): an epoch ends when the *epoch class* is exhausted — the
 corrections (c = 2) whenever their ratio is positive, otherwise the class with the largest ratio (e.g. c = 1
@@ -21,25 +22,33 @@ class smaller than that repeats samples, across ranks as within one process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-DEFAULT_RATIOS: dict[int, float] = {1: 0.5, 2: 0.25, 0: 0.25}
-_CLASS_ORDER = (1, 2, 0)  # tie-break order when rounding per-batch counts
+from hapo_interfaces.enums import TRAINING_LABELS, Label
 
 
-def class_counts(batch_size: int, ratios: Mapping[int, float]) -> dict[int, int]:
+def _named(ratios: Mapping[Label, float]) -> dict[str, float]:
+    """Ratios keyed by display name, for messages."""
+    return {Label(c).display: r for c, r in ratios.items()}
+
+
+def class_counts(batch_size: int, ratios: Mapping[Label, float]) -> dict[Label, int]:
     """Samples per class in one batch: largest-remainder rounding of ``ratio * batch_size`` (sums to B).
 
-    Raises ValueError when a class with a positive ratio would get no slot (batch too small).
+    Ties go to the earlier class of ``TRAINING_LABELS`` (policy, correction, undesirable). Raises ValueError
+    when a class with a positive ratio would get no slot (batch too small).
     """
     if batch_size < 1:
         raise ValueError(f'batch_size={batch_size} must be >= 1')
+    unknown = [c for c in ratios if c not in TRAINING_LABELS]
+    if unknown:
+        raise ValueError(f'class ratios name {unknown}, which are no training classes {list(TRAINING_LABELS)}')
     total = sum(ratios.values())
     if abs(total - 1.0) > 1e-6 or any(r < 0 for r in ratios.values()):
-        raise ValueError(f'class ratios {dict(ratios)} must be >= 0 and sum to 1 (sum is {total:g})')
-    order = [c for c in _CLASS_ORDER if c in ratios] + [c for c in ratios if c not in _CLASS_ORDER]
+        raise ValueError(f'class ratios {_named(ratios)} must be >= 0 and sum to 1 (sum is {total:g})')
+    order = [c for c in TRAINING_LABELS if c in ratios]
     exact = {c: ratios[c] * batch_size for c in order}
     counts = {c: int(np.floor(exact[c] + 1e-9)) for c in order}
     left = batch_size - sum(counts.values())
@@ -47,41 +56,43 @@ def class_counts(batch_size: int, ratios: Mapping[int, float]) -> dict[int, int]
         counts[c] += 1
     starved = [c for c in order if ratios[c] > 0 and counts[c] == 0]
     if starved:
-        raise ValueError(f'batch_size={batch_size} gives classes {starved} no slot at ratios {dict(ratios)}; '
-                         f'use a larger micro-batch')
+        raise ValueError(f'batch_size={batch_size} gives classes {[c.display for c in starved]} no slot at ratios '
+                         f'{_named(ratios)}; use a larger micro-batch')
     return {c: n for c, n in counts.items() if n > 0}
 
 
-def epoch_class(ratios: Mapping[int, float]) -> int:
+def epoch_class(ratios: Mapping[Label, float]) -> Label:
     """The class whose exhaustion ends an epoch: corrections if sampled, else the largest share."""
-    if ratios.get(2, 0.0) > 0:
-        return 2
-    return max((c for c in _CLASS_ORDER if c in ratios), key=lambda c: ratios[c])
+    if ratios.get(Label.CORRECTION, 0.0) > 0:
+        return Label.CORRECTION
+    return max((c for c in TRAINING_LABELS if c in ratios), key=lambda c: ratios[c])
 
 
-def _stream(indices: np.ndarray, length: int, seed: int, epoch: int, cls: int) -> np.ndarray:
+def _stream(indices: np.ndarray, length: int, seed: int, epoch: int, cls: Label) -> np.ndarray:
     """``length`` indices of one class: concatenated permutations, each seeded by (seed, epoch, class, cycle)."""
     parts, have, cycle = [], 0, 0
     while have < length:
-        rng = np.random.default_rng([seed, epoch, cls, cycle])
+        rng = np.random.default_rng([seed, epoch, int(cls), cycle])
         parts.append(indices[rng.permutation(len(indices))])
         have += len(indices)
         cycle += 1
     return np.concatenate(parts)[:length] if parts else indices[:0]
 
 
-def epoch_batches(labels: Sequence[int] | np.ndarray, batch_size: int, ratios: Mapping[int, float] | None = None,
+def epoch_batches(labels: Sequence[int] | np.ndarray, batch_size: int, ratios: Mapping[Label, float],
                   seed: int = 0, epoch: int = 0, rank: int = 0, world_size: int = 1) -> list[list[int]]:
-    """All batches rank ``rank`` sees in ``epoch``: lists of dataset indices, ``batch_size`` each."""
+    """All batches rank ``rank`` sees in ``epoch``: lists of dataset indices, ``batch_size`` each.
+
+    ``ratios``: class -> share of each batch (``LossConfig.class_ratios()``, by default the method's).
+    """
     if not 0 <= rank < world_size:
         raise ValueError(f'rank={rank} outside [0, world_size={world_size})')
-    ratios = dict(DEFAULT_RATIOS if ratios is None else ratios)
     labels = np.asarray(labels)  # (N,)
     counts = class_counts(batch_size, ratios)
     by_class = {c: np.flatnonzero(labels == c) for c in counts}  # c -> (N_c,)
     empty = [c for c, idx in by_class.items() if len(idx) == 0]
     if empty:
-        raise ValueError(f'no samples of class {empty} but ratios {ratios} ask for them')
+        raise ValueError(f'no samples of class {[c.display for c in empty]} but ratios {_named(ratios)} ask for them')
     ec = epoch_class(ratios)
     n_steps = max(1, -(-len(by_class[ec]) // (world_size * counts[ec])))  # ceil: every c=ec sample once
     streams = {c: _stream(idx, n_steps * world_size * counts[c], seed, epoch, c) for c, idx in by_class.items()}
@@ -93,38 +104,3 @@ def epoch_batches(labels: Sequence[int] | np.ndarray, batch_size: int, ratios: M
         batch = batch[np.random.default_rng([seed, epoch, 7919, slot]).permutation(len(batch))]
         batches.append(batch.tolist())
     return batches
-
-
-class BalancedBatchSampler:
-    """A ``batch_sampler`` for ``torch.utils.data.DataLoader`` over ``epoch_batches``.
-
-    Call ``set_epoch(e)`` before each epoch (as with ``DistributedSampler``); ``start_step`` skips the first
-    batches of the current epoch, which is how ``--resume`` continues mid-epoch.
-    """
-
-    def __init__(self, labels: Sequence[int] | np.ndarray, batch_size: int, ratios: Mapping[int, float] | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
-        self.labels = np.asarray(labels)
-        self.batch_size = batch_size
-        self.ratios = dict(DEFAULT_RATIOS if ratios is None else ratios)
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch, self.start_step = 0, 0
-        self._cache: tuple[int, list[list[int]]] | None = None
-        epoch_batches(self.labels, batch_size, self.ratios, seed, 0, rank, world_size)  # validate now
-
-    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
-        """Select the epoch (and the first step of it to yield)."""
-        self.epoch, self.start_step = epoch, start_step
-
-    def batches(self) -> list[list[int]]:
-        """This rank's batches of the current epoch (cached per epoch)."""
-        if self._cache is None or self._cache[0] != self.epoch:
-            self._cache = (self.epoch, epoch_batches(self.labels, self.batch_size, self.ratios, self.seed,
-                                                     self.epoch, self.rank, self.world_size))
-        return self._cache[1]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()[self.start_step:]
-
-    def __len__(self) -> int:
-        return len(self.batches()) - self.start_step

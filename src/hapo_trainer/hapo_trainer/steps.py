@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""One micro-batch of any method: encode, teacher-forced log-probs, the method's loss, metrics (no logging).
+"""One micro-batch of any method: which samples (``MicroBatches``), encode, teacher-forced log-probs, the
+method's loss, metrics (no logging).
 
 Shared by ``optimize`` (the loop) and ``bench/bench_train_step.py``, so the bench times exactly what trains.
 Letters: B samples, A action tokens, V action bins.
@@ -8,7 +9,8 @@ Letters: B samples, A action tokens, V action bins.
 Reference log-probs come from ``ReferenceCache``: log pi_ref(a_j | o_i) for every (observation i, action j)
 pair the run needs — the matched pairs (i, i) and the KL pairs (i, roll-by-one partner) — computed once with
 the frozen reference (a copy of the input policy, or the same model with its LoRA adapters disabled) and
-reused in every later epoch in which the same pair recurs.
+reused in every later epoch in which the same pair recurs. ``MicroBatches`` fills the cache for an epoch
+when the loop first reaches it, and applies the image augmentation (``optim.image_shift_px``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ import torch
 from torch import Tensor
 
 from hapo_trainer.algos import Algo
-from hapo_trainer.config import LossConfig
+from hapo_trainer.augment import random_shift
+from hapo_trainer.config import LossConfig, TrainConfig
 from hapo_trainer.dataset import PreferenceDataset
 from hapo_trainer.loss import bc_loss, hapo_loss, sirius_weights
+from hapo_trainer.sampler import epoch_batches
+
+_SHIFT_STREAM = 104_729  # separates the augmentation's seeds from the sampler's
 
 
 def token_logps(module: Callable[..., Tensor], first_id: int, batch: dict[str, Any], tokens: Tensor,
@@ -100,34 +106,96 @@ class ReferenceCache:
         return out
 
 
+class MicroBatches:
+    """This rank's m-th micro-batch: ``(indices, samples)``, a pure function of (seed, rank, world size, m).
+
+    Nothing depends on how many batches were drawn before, so ``--resume`` at step s asks for micro-batch
+    ``s * grad_accum`` and gets what the uninterrupted run got (order and image shifts alike). Reference
+    log-probs an epoch needs are computed when the loop first reaches that epoch (``ReferenceCache.ensure``).
+    The shifts apply to the policy's inputs only: the reference's log-probs and argmax are of the recorded
+    images (which is why ``TrainConfig`` allows shifts only for the BC methods).
+    """
+
+    def __init__(self, data: TrainTensors, ref: ReferenceCache, algo: Algo, cfg: TrainConfig, rank: int = 0,
+                 world_size: int = 1):
+        self.data, self.ref, self.algo = data, ref, algo
+        self.ratios = cfg.loss.class_ratios()
+        self.micro_batch, self.seed, self.shift_px = cfg.optim.micro_batch, cfg.run.seed, cfg.optim.image_shift_px
+        self.rank, self.world_size = rank, world_size
+        self.epoch_len = len(self._epoch(0))  # every epoch has the same number of micro-batches
+        self._cached: tuple[int, list[list[int]]] | None = None
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        return epoch_batches(self.data.ds.labels, self.micro_batch, self.ratios, self.seed, epoch, self.rank,
+                             self.world_size)
+
+    def __call__(self, m: int) -> tuple[list[int], list[Any]]:
+        epoch, pos = divmod(m, self.epoch_len)
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, self._epoch(epoch))
+            self.ref.ensure(ReferenceCache.pairs_for(self._cached[1], self.algo))
+        idx = self._cached[1][pos]
+        samples = [self.data.ds.sample(i) for i in idx]
+        if self.shift_px:
+            rng = np.random.default_rng([self.seed, self.rank, m, _SHIFT_STREAM])
+            samples = [(random_shift(images, self.shift_px, rng), instruction, proprio)
+                       for images, instruction, proprio in samples]
+        return idx, samples
+
+    def epochs_ended(self, m_from: int, m_to: int) -> range:
+        """Epochs whose last micro-batch lies in [m_from, m_to): those that ended while drawing them."""
+        return range(m_from // self.epoch_len, m_to // self.epoch_len)
+
+
+def action_l1_normalized(tokenizer: Any, argmax: Tensor, tokens: Tensor) -> Tensor:
+    """(B,) HAPO l_i on normalised bin centres: mean over A of |centre(argmax) - centre(recorded token)|.
+
+    ``loss.l1_space='normalized'``: the reference's rule (HAPO's public code computes l_i as OpenVLA's
+    ``vla-scripts/finetune.py`` computes its action L1, both token sequences decoded to bin centres in [-1, 1]).
+    It differs from our default ``'raw'`` by the scale (q99 - q01) of each dimension and by the half-bin
+    rounding of the target.
+    """
+    stats = tokenizer.stats
+    pred = stats.normalize_torch(tokenizer.decode_torch(argmax, check=False))  # (B, A) in [-1, 1]
+    target = stats.normalize_torch(tokenizer.decode_torch(tokens, check=False))  # (B, A) bin centres
+    return (pred - target).abs().mean(1).detach()  # (B,)
+
+
 def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, policy: Any, data: TrainTensors,
                      ref: ReferenceCache, idx: list[int], algo: Algo, cfg: LossConfig,
                      autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                     ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Loss and metrics of one micro-batch ``idx`` (the loss is called on exactly these B samples)."""
+                     samples: list[Any] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Loss and metrics of one micro-batch ``idx`` (the loss is called on exactly these B samples).
+
+    ``samples``: the observations of ``idx`` as the policy sees them (``MicroBatches``: augmented); None = as
+    recorded.
+    """
     first_id = policy.tokenizer.first_id
-    batch = policy.encode_batch([data.ds.sample(i) for i in idx])
+    batch = policy.encode_batch(samples if samples is not None else [data.ds.sample(i) for i in idx])
     ix = torch.tensor(idx, device=data.tokens.device)  # (B,)
     tokens, labels = data.tokens[ix], data.labels[ix]  # (B, A), (B,)
     with autocast():
         logps, argmax = token_logps(module, first_id, batch, tokens)  # (B, A), (B, A)
     pred = policy.tokenizer.decode_torch(argmax, check=False)  # (B, A) continuous, from argmax tokens
-    l1 = (pred - data.actions[ix]).abs().mean(1).detach()  # (B,)  HAPO l_i
+    # HAPO l_i. Departure from the reference (normalised bin centres of argmax and target, kept as the option
+    # loss.l1_space='normalized'): by default raw action units (m, rad per step) against the recorded action
+    # itself, as DESIGN.md states it; a dimension with a wide range (q99 - q01) weighs more.
+    raw_l1 = (pred - data.actions[ix]).abs().mean(1).detach()  # (B,)
+    l1 = raw_l1 if cfg.l1_space == 'raw' else action_l1_normalized(policy.tokenizer, argmax, tokens)  # (B,) l_i
     if algo.loss == 'preference':
         partners = kl_partners(idx)
         with torch.no_grad(), autocast():  # z0 is detached: no graph for the KL pairs
             kl_logps = token_logps(raw_model, first_id, batch, data.tokens[torch.tensor(partners)])[0].sum(1)  # (B,)
+        # r sums the A action tokens (logps.sum(1)); the reference also counts the stop token: see loss.py.
         loss, metrics = hapo_loss(logps.sum(1), ref.get(idx, idx), kl_logps, ref.get(idx, partners), l1, labels > 0,
-                                  beta=cfg.beta, beta_d=cfg.beta_d, beta_u=cfg.beta_u, gamma=cfg.gamma,
-                                  kl_clamp=(cfg.kl_clamp[0], cfg.kl_clamp[1]), eps=cfg.eps, adaptive=algo.adaptive,
-                                  labels=labels)
+                                  cfg, adaptive=algo.adaptive, labels=labels)
     else:
         weights = sirius_weights(labels, algo.class_weights) if algo.class_weights else None
         mask = labels >= 0 if algo.class_weights else labels > 0  # Sirius: weights decide; BC: desirable only
         loss, metrics = bc_loss(logps, mask, weights)
     with torch.no_grad():
         ref_pred = policy.tokenizer.decode_torch(ref.argmax[ix], check=False)  # (B, A)
-        metrics['action/l1'] = l1.mean()
+        metrics['action/l1'] = raw_l1.mean()
         metrics['action/token_accuracy'] = (argmax == tokens).float().mean()
         metrics['action/l1_vs_reference'] = (pred - ref_pred).abs().mean()
     return loss, metrics
