@@ -1,15 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""VlaPolicy: the one class the policy node and the trainer use (checkpoint I/O, predict, log-probs).
+"""VlaPolicy: the one class the policy node and the trainer use (construction, save, predict, encode, log-probs).
 
-A checkpoint is a ``save_pretrained`` directory::
-
-    config.json          model config (model_type 'hapo_tiny_vla', or a foreign VLA such as OpenVLA)
-    model.safetensors    weights; never a pickle
-    action_stats.json    {"q01": [...], "q99": [...], "mask"?: [...], "tokenizer": {"n_bins", "vocab_size", "kind"}}
-                         (an OpenVLA checkpoint without it: taken from its norm_stats, see import_stats.py)
-    run_config.json      optional: the resolved training config of the run that wrote it
-
+A checkpoint is a ``save_pretrained`` directory; its layout and file names are in checkpoint.py.
 Preprocessing is the chain images -> ``images_to_tensor``, instruction -> ``prompt`` -> ``ByteTokenizer``,
 tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its state is in those files.
 """
@@ -17,11 +10,8 @@ tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its st
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,19 +21,13 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from hapo_policy import import_stats, openvla
+from hapo_policy import checkpoint, import_stats, openvla
+from hapo_policy.checkpoint import CONFIG_FILE, RUN_CONFIG_FILE, STATS_FILE
 from hapo_policy.errors import CheckpointError
 from hapo_policy.normalization import ActionStats
 from hapo_policy.prompt import ByteTokenizer, prompt
 from hapo_policy.tiny import TinyVla, TinyVlaConfig, images_to_tensor
 from hapo_policy.tokenizer import ActionTokenizer
-
-CONFIG_FILE = 'config.json'
-STATS_FILE = 'action_stats.json'
-RUN_CONFIG_FILE = 'run_config.json'
-WEIGHTS_FILE = 'model.safetensors'
-WEIGHTS_INDEX = 'model.safetensors.index.json'
-PICKLE_FILES = ('pytorch_model.bin', 'pytorch_model.bin.index.json', 'model.pt', 'model.pth', 'training_args.bin')
 
 Sample = tuple[dict[str, np.ndarray], str, np.ndarray | None]  # (images by camera, instruction, proprio)
 
@@ -80,7 +64,7 @@ class VlaPolicy:
             model = TinyVla(config)
         tokenizer = ActionTokenizer(config.vocab_size, config.n_bins, stats or ActionStats.default(config.action_dim))
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        return cls(model, tokenizer, hashlib.sha256(safetensors_bytes(state)).hexdigest()[:16])
+        return cls(model, tokenizer, checkpoint.bytes_id(safetensors_bytes(state)))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = 'cpu', dtype: torch.dtype | None = None,
@@ -91,10 +75,10 @@ class VlaPolicy:
             raise CheckpointError(path, 'no such directory' if not path.exists() else 'not a directory')
         if not (path / CONFIG_FILE).is_file():
             raise CheckpointError(path, f'missing {CONFIG_FILE}')
-        weights = _weights_files(path)
-        config = _read_json(path, CONFIG_FILE)
+        weights = checkpoint.weights_files(path)
+        config = checkpoint.read_json(path, CONFIG_FILE)
         if (path / STATS_FILE).is_file():
-            body = _read_json(path, STATS_FILE)
+            body = checkpoint.read_json(path, STATS_FILE)
         else:
             body = import_stats.stats_body(path, config)  # an OpenVLA checkpoint as downloaded
             if body is None:
@@ -106,7 +90,7 @@ class VlaPolicy:
             n_bins, vocab_size = int(spec['n_bins']), int(spec['vocab_size'])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(path, f'{STATS_FILE} invalid: {exc}') from None
-        policy_id = _sha256(weights)
+        policy_id = checkpoint.policy_id(weights)
         if config.get('model_type') != TinyVlaConfig.model_type:
             try:
                 suffix = tuple(int(i) for i in spec.get('prompt_suffix_ids', ()))
@@ -132,14 +116,12 @@ class VlaPolicy:
         return cls(model.to(device), tokenizer, policy_id, source=str(path))
 
     def save_pretrained(self, path: str | os.PathLike, run_config: dict[str, Any] | None = None) -> Path:
-        """Write a checkpoint atomically (temp dir + rename); an existing checkpoint is replaced, any other
-        non-empty path is refused."""
+        """Write a checkpoint atomically (``checkpoint.atomic_dir``); an existing checkpoint is replaced, any
+        other non-empty path is refused."""
         path = Path(path)
-        if path.exists() and not (path.is_dir() and (_is_checkpoint(path) or not any(path.iterdir()))):
+        if path.exists() and not (path.is_dir() and (checkpoint.is_checkpoint(path) or not any(path.iterdir()))):
             raise CheckpointError(path, 'exists and is not a checkpoint directory; refusing to overwrite')
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
-        try:
+        with checkpoint.atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp)
             if self.foreign:  # the processor (tokenizer + image preprocessing) travels with the weights
                 self._processor.save_pretrained(tmp)
@@ -147,16 +129,6 @@ class VlaPolicy:
             (tmp / STATS_FILE).write_text(json.dumps(body, indent=2) + '\n')
             if run_config is not None:
                 (tmp / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2, sort_keys=True, default=str) + '\n')
-            if path.exists():
-                old = path.with_name(f'.{path.name}.old-{os.getpid()}')
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     def with_model(self, model: torch.nn.Module) -> VlaPolicy:
@@ -280,41 +252,6 @@ def _image(images: dict[str, np.ndarray], cam: str) -> np.ndarray:
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f'camera {cam!r}: expected (H, W, 3) uint8, got {img.shape} {img.dtype}')
     return img
-
-
-def _is_checkpoint(path: Path) -> bool:
-    return (path / CONFIG_FILE).is_file() and (path / STATS_FILE).is_file()
-
-
-def _weights_files(path: Path) -> list[Path]:
-    if (path / WEIGHTS_FILE).is_file():
-        return [path / WEIGHTS_FILE]
-    if (path / WEIGHTS_INDEX).is_file():
-        return sorted(path.glob('model-*.safetensors'))
-    pickles = [n for n in PICKLE_FILES if (path / n).exists()]
-    if pickles:
-        raise CheckpointError(path, f'only pickle weights ({", ".join(pickles)}); refusing to unpickle, '
-                                    'convert them to model.safetensors')
-    raise CheckpointError(path, f'missing {WEIGHTS_FILE}')
-
-
-def _read_json(path: Path, name: str) -> dict[str, Any]:
-    try:
-        body = json.loads((path / name).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(path, f'{name} unreadable: {exc}') from None
-    if not isinstance(body, dict):
-        raise CheckpointError(path, f'{name} is not a JSON object')
-    return body
-
-
-def _sha256(files: list[Path]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        with f.open('rb') as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b''):  # noqa: B023 (fh bound per file)
-                h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _short(bad: dict[str, Any]) -> str:

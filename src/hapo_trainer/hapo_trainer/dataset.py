@@ -26,9 +26,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from hapo_interfaces.enums import ControlSource, Label
+from hapo_policy.checkpoint import atomic_dir
 from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
 from hapo_recorder.relabel import relabel
 from hapo_trainer.algos import METHODS, get_algo
@@ -80,10 +79,8 @@ class PreferenceDataset:
 
     # -- disk ---------------------------------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
-        """Write the cache directory atomically (temp dir + rename); safetensors + JSON only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
-        try:
+        """Write the cache directory atomically (``checkpoint.atomic_dir``); safetensors + JSON only."""
+        with atomic_dir(path) as tmp:
             arrays = {f'images/{cam}': np.ascontiguousarray(a) for cam, a in self.images.items()}
             arrays.update(proprio=self.proprio, actions=self.actions, labels=self.labels, episode=self.episode,
                           step=self.step, instruction_id=self.instruction_id)
@@ -92,12 +89,6 @@ class PreferenceDataset:
                     'cameras': list(self.images)}
             (tmp / 'meta.json').write_text(json.dumps(meta, indent=2) + '\n')
             (tmp / 'summary.json').write_text(json.dumps(self.summary, indent=2, sort_keys=True) + '\n')
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.path = path
         return path
 
