@@ -2,7 +2,8 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """VlaPolicy: the one class the policy node and the trainer use (construction, save, predict, encode, log-probs).
 
-A checkpoint is a ``save_pretrained`` directory; its layout and file names are in checkpoint.py.
+``from_pretrained`` reads the shared files of a checkpoint (layout and names in checkpoint.py), builds the action
+tokenizer and hands the weights to ``tiny.load`` (model_type 'hapo_tiny_vla') or ``openvla.load`` (any other).
 Preprocessing is the chain images -> ``images_to_tensor``, instruction -> ``prompt`` -> ``ByteTokenizer``,
 tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its state is in those files.
 """
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from hapo_policy import checkpoint, import_stats, openvla
+from hapo_policy import checkpoint, import_stats, openvla, tiny
 from hapo_policy.checkpoint import CONFIG_FILE, RUN_CONFIG_FILE, STATS_FILE
 from hapo_policy.errors import CheckpointError
 from hapo_policy.normalization import ActionStats
@@ -84,36 +85,13 @@ class VlaPolicy:
             if body is None:
                 raise CheckpointError(path, f'missing {STATS_FILE} (action q01/q99 statistics and tokenizer spec '
                                             'travel with the checkpoint)')
-        try:
-            stats = ActionStats.from_json(body)
-            spec = body['tokenizer']
-            n_bins, vocab_size = int(spec['n_bins']), int(spec['vocab_size'])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(path, f'{STATS_FILE} invalid: {exc}') from None
-        policy_id = checkpoint.policy_id(weights)
-        if config.get('model_type') != TinyVlaConfig.model_type:
-            try:
-                suffix = tuple(int(i) for i in spec.get('prompt_suffix_ids', ()))
-                tokenizer = openvla.OpenVlaActionTokenizer(vocab_size, n_bins, stats, prompt_suffix_ids=suffix)
-            except (TypeError, ValueError) as exc:
-                raise CheckpointError(path, f'{STATS_FILE} tokenizer invalid: {exc}') from None
-            model, processor = openvla.load(path, device, dtype, trust_remote_code, tokenizer)
-            return cls(model, tokenizer, policy_id, processor=processor, source=str(path))
-        tokenizer = ActionTokenizer(vocab_size, n_bins, stats)
-        try:
-            model, info = TinyVla.from_pretrained(path, use_safetensors=True, dtype=dtype or torch.float32,
-                                                  output_loading_info=True)
-        except (OSError, ValueError, RuntimeError, TypeError) as exc:
-            raise CheckpointError(path, f'cannot load weights: {str(exc).strip().splitlines()[0]}') from None
-        bad = {k: v for k, v in info.items() if k in ('missing_keys', 'unexpected_keys', 'mismatched_keys') and v}
-        if bad:
-            raise CheckpointError(path, f'weights do not match the config: {_short(bad)}')
-        if (vocab_size, n_bins) != (model.config.vocab_size, model.config.n_bins):
-            raise CheckpointError(path, f'{STATS_FILE} tokenizer (vocab_size={vocab_size}, n_bins={n_bins}) differs '
-                                        f'from {CONFIG_FILE} ({model.config.vocab_size}, {model.config.n_bins})')
-        if stats.dim != model.config.action_dim:
-            raise CheckpointError(path, f'{STATS_FILE} has {stats.dim} dims, model has {model.config.action_dim}')
-        return cls(model.to(device), tokenizer, policy_id, source=str(path))
+        foreign = config.get('model_type') != TinyVlaConfig.model_type
+        tokenizer = _action_tokenizer(path, body, foreign)
+        if foreign:
+            model, processor = openvla.load(path, tokenizer, device, dtype, trust_remote_code)
+        else:
+            model, processor = tiny.load(path, tokenizer, device, dtype)
+        return cls(model, tokenizer, checkpoint.policy_id(weights), processor=processor, source=str(path))
 
     def save_pretrained(self, path: str | os.PathLike, run_config: dict[str, Any] | None = None) -> Path:
         """Write a checkpoint atomically (``checkpoint.atomic_dir``); an existing checkpoint is replaced, any
@@ -254,5 +232,18 @@ def _image(images: dict[str, np.ndarray], cam: str) -> np.ndarray:
     return img
 
 
-def _short(bad: dict[str, Any]) -> str:
-    return '; '.join(f'{k} {sorted(map(str, v))[:3]}{"..." if len(v) > 3 else ""}' for k, v in bad.items())
+def _action_tokenizer(path: Path, body: dict[str, Any], foreign: bool) -> ActionTokenizer:
+    """The action tokenizer ``action_stats.json`` (or the imported statistics) describes."""
+    try:
+        stats = ActionStats.from_json(body)
+        spec = body['tokenizer']
+        n_bins, vocab_size = int(spec['n_bins']), int(spec['vocab_size'])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f'{STATS_FILE} invalid: {exc}') from None
+    if not foreign:
+        return ActionTokenizer(vocab_size, n_bins, stats)
+    try:
+        suffix = tuple(int(i) for i in spec.get('prompt_suffix_ids', ()))
+        return openvla.OpenVlaActionTokenizer(vocab_size, n_bins, stats, prompt_suffix_ids=suffix)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f'{STATS_FILE} tokenizer invalid: {exc}') from None

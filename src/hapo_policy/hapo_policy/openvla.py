@@ -35,9 +35,10 @@ PROCESSOR_FILES = ('processor_config.json', 'preprocessor_config.json')  # eithe
 TOKENIZER_FILE = 'tokenizer_config.json'
 
 
-def load(path: Path, device: str, dtype: torch.dtype | None, trust_remote_code: bool,
-         tokenizer: OpenVlaActionTokenizer) -> tuple[ForeignVla, Any]:
-    """-> (model, processor); raises CheckpointError with the reason in one line."""
+def load(path: Path, tokenizer: OpenVlaActionTokenizer, device: str = 'cpu', dtype: torch.dtype | None = None,
+         trust_remote_code: bool = False) -> tuple[ForeignVla, Any]:
+    """-> (model, processor), the foreign half of ``VlaPolicy.from_pretrained`` (``tiny.load`` is the other);
+    raises CheckpointError with the reason in one line."""
     import transformers
 
     if not any((path / n).is_file() for n in PROCESSOR_FILES):
