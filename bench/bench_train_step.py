@@ -25,6 +25,7 @@ import torch
 from _common import report
 from train.episode_bags import CAMERA, step_action, write_bags
 
+from hapo_policy.logprobs import action_logprobs
 from hapo_policy.model import VlaPolicy
 from hapo_policy.normalization import ActionStats
 from hapo_policy.tiny import TinyVlaConfig
@@ -32,7 +33,7 @@ from hapo_trainer.algos import get_algo
 from hapo_trainer.config import TrainConfig
 from hapo_trainer.dataset import BuildSpec, build_dataset
 from hapo_trainer.sampler import epoch_batches
-from hapo_trainer.steps import ReferenceCache, TrainTensors, micro_batch_loss, token_logps
+from hapo_trainer.steps import ReferenceCache, TrainTensors, micro_batch_loss
 
 
 def setup(tmp: Path, method: str):
@@ -44,7 +45,7 @@ def setup(tmp: Path, method: str):
     algo, cfg = get_algo(method), TrainConfig().replace(**{'loss.method': method})
     ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
     data = TrainTensors(ds, policy, policy.device)
-    ref = ReferenceCache(policy, lambda b, t: token_logps(ref_model, policy.tokenizer.first_id, b, t), data)
+    ref = ReferenceCache(policy, lambda b, t: action_logprobs(ref_model, policy.tokenizer.first_id, b, t), data)
     batches = epoch_batches(ds.labels, cfg.optim.micro_batch, cfg.loss.class_ratios(), 0, 0)
     ref.ensure(ReferenceCache.pairs_for(batches, algo))
     policy.model.train()

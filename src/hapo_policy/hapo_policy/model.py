@@ -6,6 +6,7 @@
 tokenizer and hands the weights to ``tiny.load`` (model_type 'hapo_tiny_vla') or ``openvla.load`` (any other).
 Preprocessing is the chain images -> ``images_to_tensor``, instruction -> ``prompt`` -> ``ByteTokenizer``,
 tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its state is in those files.
+Log-probs are ``logprobs.action_logprobs`` on the policy's own model.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from safetensors.torch import save as safetensors_bytes
 from hapo_policy import checkpoint, import_stats, openvla, tiny
 from hapo_policy.checkpoint import CONFIG_FILE, RUN_CONFIG_FILE, STATS_FILE
 from hapo_policy.errors import CheckpointError
+from hapo_policy.logprobs import action_logprobs
 from hapo_policy.normalization import ActionStats
 from hapo_policy.prompt import ByteTokenizer, prompt
 from hapo_policy.tiny import TinyVla, TinyVlaConfig, images_to_tensor
@@ -206,11 +208,7 @@ class VlaPolicy:
         ``n_bins`` action ids only (the same distribution ``predict`` decodes from). Gradients flow."""
         a = self.tokenizer.action_dim
         assert action_tokens.ndim == 2 and action_tokens.shape[1] == a, f'action_tokens must be (B, {a})'
-        logits = self.model(**batch, action_tokens=action_tokens)  # (B, A, n_bins)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, A, n_bins)
-        bins = (action_tokens - self.tokenizer.first_id).unsqueeze(-1)  # (B, A, 1)
-        token_logp = logp.gather(-1, bins).squeeze(-1)  # (B, A)
-        return token_logp, logits.argmax(-1) + self.tokenizer.first_id  # (B, A), (B, A)
+        return action_logprobs(self.model, self.tokenizer.first_id, batch, action_tokens)
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 (instructions repeat every step; the policy lives as long)
     def _text_ids(self, instruction: str) -> tuple[int, ...]:

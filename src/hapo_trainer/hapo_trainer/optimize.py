@@ -37,11 +37,12 @@ from typing import Any
 
 import torch
 
+from hapo_policy.logprobs import action_logprobs
 from hapo_trainer.algos import METHODS, get_algo
 from hapo_trainer.config import ConfigError, TrainConfig, dump_yaml, load_config
 from hapo_trainer.dataset import BuildSpec, DatasetError, PreferenceDataset, build_dataset
 from hapo_trainer.sampler import epoch_batches
-from hapo_trainer.steps import ReferenceCache, TrainTensors, micro_batch_loss, token_logps
+from hapo_trainer.steps import ReferenceCache, TrainTensors, micro_batch_loss
 from hapo_trainer.train_state import ResumeError, latest_checkpoint, load_train_checkpoint, save_train_checkpoint
 
 
@@ -137,12 +138,12 @@ def train(policy: Any, ds: PreferenceDataset, cfg: TrainConfig, out: Path, *, re
 
         def ref_forward(batch, tokens):  # reference = same weights with the adapters off (as TRL with peft)
             with model.disable_adapter():
-                return token_logps(model, policy.tokenizer.first_id, batch, tokens)
+                return action_logprobs(model, policy.tokenizer.first_id, batch, tokens)
     else:
         ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
 
         def ref_forward(batch, tokens):
-            return token_logps(ref_model, policy.tokenizer.first_id, batch, tokens)
+            return action_logprobs(ref_model, policy.tokenizer.first_id, batch, tokens)
     model = policy.model
     model.train()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}

@@ -21,23 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hapo_policy.logprobs import action_logprobs
 from hapo_trainer.algos import Algo
 from hapo_trainer.config import LossConfig
 from hapo_trainer.dataset import PreferenceDataset
 from hapo_trainer.loss import bc_loss, hapo_loss, sirius_weights
-
-
-def token_logps(module: Callable[..., Tensor], first_id: int, batch: dict[str, Any], tokens: Tensor,
-                ) -> tuple[Tensor, Tensor]:
-    """(B, A) log p of ``tokens`` and (B, A) argmax ids, through ``module`` (the model, or its DDP wrapper).
-
-    Same computation as ``VlaPolicy.action_logprobs``; repeated here only because DDP needs the call to go
-    through the wrapper's ``forward`` for its gradient hooks.
-    """
-    logits = module(**batch, action_tokens=tokens)  # (B, A, V)
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, A, V)
-    picked = logp.gather(-1, (tokens - first_id).unsqueeze(-1)).squeeze(-1)  # (B, A)
-    return picked, logits.argmax(-1) + first_id  # (B, A), (B, A)
 
 
 def kl_partners(idx: list[int]) -> list[int]:
@@ -110,13 +98,13 @@ def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, 
     ix = torch.tensor(idx, device=data.tokens.device)  # (B,)
     tokens, labels = data.tokens[ix], data.labels[ix]  # (B, A), (B,)
     with autocast():
-        logps, argmax = token_logps(module, first_id, batch, tokens)  # (B, A), (B, A)
+        logps, argmax = action_logprobs(module, first_id, batch, tokens)  # (B, A), (B, A)
     pred = policy.tokenizer.decode_torch(argmax, check=False)  # (B, A) continuous, from argmax tokens
     l1 = (pred - data.actions[ix]).abs().mean(1).detach()  # (B,)  HAPO l_i
     if algo.loss == 'preference':
         partners = kl_partners(idx)
         with torch.no_grad(), autocast():  # z0 is detached: no graph for the KL pairs
-            kl_logps = token_logps(raw_model, first_id, batch, data.tokens[torch.tensor(partners)])[0].sum(1)  # (B,)
+            kl_logps = action_logprobs(raw_model, first_id, batch, data.tokens[torch.tensor(partners)])[0].sum(1)
         loss, metrics = hapo_loss(logps.sum(1), ref.get(idx, idx), kl_logps, ref.get(idx, partners), l1, labels > 0,
                                   beta=cfg.beta, beta_d=cfg.beta_d, beta_u=cfg.beta_u, gamma=cfg.gamma,
                                   kl_clamp=(cfg.kl_clamp[0], cfg.kl_clamp[1]), eps=cfg.eps, adaptive=algo.adaptive,
