@@ -5,8 +5,8 @@
 ``from_pretrained`` reads the shared files of a checkpoint (layout and names in checkpoint.py), builds the action
 tokenizer and hands the weights to ``tiny.load`` (model_type 'hapo_tiny_vla') or ``openvla.load`` (any other).
 Preprocessing is the chain images -> ``images_to_tensor``, instruction -> ``prompt`` -> ``ByteTokenizer``,
-tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its state is in those files.
-Log-probs are ``logprobs.action_logprobs`` on the policy's own model.
+tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its state is in those files. One sample
+is an ``Observation`` (observation.py); log-probs are ``logprobs.action_logprobs`` on the policy's own model.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from hapo_policy.checkpoint import CONFIG_FILE, RUN_CONFIG_FILE, STATS_FILE
 from hapo_policy.errors import CheckpointError
 from hapo_policy.logprobs import action_logprobs
 from hapo_policy.normalization import ActionStats
+from hapo_policy.observation import Observation
 from hapo_policy.prompt import ByteTokenizer, prompt
 from hapo_policy.tiny import TinyVla, TinyVlaConfig, images_to_tensor
 from hapo_policy.tokenizer import ActionTokenizer
-
-Sample = tuple[dict[str, np.ndarray], str, np.ndarray | None]  # (images by camera, instruction, proprio)
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,7 @@ class VlaPolicy:
                           entropy[0].float().cpu().numpy())
 
     # training API -------------------------------------------------------------------------------
-    def encode_batch(self, samples: Sequence[Sample]) -> dict[str, Any]:
+    def encode_batch(self, samples: Sequence[Observation]) -> dict[str, Any]:
         """B samples -> {'images': {cam: (B, 3, S, S) float in [0, 1]}, 'proprio': (B, P) | None,
         'text_ids': (B, L) long (left-padded), 'text_mask': (B, L) long} on the model's device.
 
@@ -170,14 +169,15 @@ class VlaPolicy:
         'pixel_values', ...}); proprio is not used."""
         if not samples:
             raise ValueError('encode_batch needs at least one sample')
+        samples = [Observation(*s) for s in samples]
         if self.foreign:
             cam = self.camera_names[0]
-            return _unwrap(self.model).encode(self._processor, [(_image(s[0], cam), prompt(s[1])) for s in samples])
+            return _unwrap(self.model).encode(self._processor, [(s.image(cam), prompt(s.instruction)) for s in samples])
         cfg, device = self.config, self.device
         dtype = next(self.model.parameters()).dtype
         images = {}
         for cam in cfg.camera_names:
-            arrays = [_image(s[0], cam) for s in samples]
+            arrays = [s.image(cam) for s in samples]
             if len({a.shape for a in arrays}) == 1:
                 x = images_to_tensor(arrays, cfg.image_size)  # (B, 3, S, S)
             else:
@@ -187,13 +187,13 @@ class VlaPolicy:
         if cfg.proprio_dim > 0:
             rows = []
             for s in samples:
-                p = None if s[2] is None else np.asarray(s[2], dtype=np.float32).reshape(-1)
+                p = None if s.proprio is None else np.asarray(s.proprio, dtype=np.float32).reshape(-1)
                 if p is None or p.shape[0] < cfg.proprio_dim:
                     got = 'none' if p is None else p.shape[0]
                     raise ValueError(f'proprio needs {cfg.proprio_dim} values (joint positions), got {got}')
                 rows.append(p[:cfg.proprio_dim])
             proprio = torch.from_numpy(np.stack(rows)).to(device=device, dtype=dtype)  # (B, P)
-        ids = [self._text_ids(s[1]) for s in samples]
+        ids = [self._text_ids(s.instruction) for s in samples]
         length = max(len(i) for i in ids)
         text_ids = torch.full((len(ids), length), ByteTokenizer.PAD, dtype=torch.long)  # (B, L)
         text_mask = torch.zeros((len(ids), length), dtype=torch.long)  # (B, L)
@@ -219,15 +219,6 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The ForeignVla inside a peft wrapper (LoRA training), or the model itself."""
     get = getattr(model, 'get_base_model', None)
     return get() if get is not None else model
-
-
-def _image(images: dict[str, np.ndarray], cam: str) -> np.ndarray:
-    if cam not in images:
-        raise ValueError(f'camera {cam!r} missing from the observation (have {sorted(images)})')
-    img = np.asarray(images[cam])
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'camera {cam!r}: expected (H, W, 3) uint8, got {img.shape} {img.dtype}')
-    return img
 
 
 def _action_tokenizer(path: Path, body: dict[str, Any], foreign: bool) -> ActionTokenizer:

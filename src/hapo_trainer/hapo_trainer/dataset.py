@@ -37,6 +37,7 @@ from safetensors.numpy import load_file, save_file
 
 from hapo_interfaces.enums import ControlSource, Label
 from hapo_policy.checkpoint import atomic_dir
+from hapo_policy.observation import Observation
 from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
 from hapo_recorder.relabel import relabel
 from hapo_trainer.algos import METHODS, get_algo
@@ -69,10 +70,11 @@ class PreferenceDataset:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def sample(self, i: int) -> tuple[dict[str, np.ndarray], str, np.ndarray | None]:
-        """(images by camera, instruction, proprio) of sample ``i``."""
+    def sample(self, i: int) -> Observation:
+        """The observation of sample ``i`` (images by camera, instruction, proprio)."""
         proprio = self.proprio[i] if self.proprio.shape[1] else None
-        return ({cam: arr[i] for cam, arr in self.images.items()}, self.instructions[self.instruction_id[i]], proprio)
+        return Observation({cam: arr[i] for cam, arr in self.images.items()}, self.instructions[self.instruction_id[i]],
+                           proprio)
 
     def class_counts(self) -> dict[str, int]:
         return {name: int(np.count_nonzero(self.labels == c)) for c, name in _CLASS_NAMES.items()}
