@@ -143,21 +143,22 @@ class VlaPolicy:
         return sum(p.numel() for p in self.model.parameters())
 
     # inference ----------------------------------------------------------------------------------
-    @torch.inference_mode()
     def predict(self, images: dict[str, np.ndarray], instruction: str,
                 proprio: np.ndarray | None = None) -> Prediction:
         """Greedy action for one observation; raises ValueError on a missing camera or proprio."""
+        return self.predict_batch([Observation(images, instruction, proprio)])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, observations: Sequence[Observation]) -> list[Prediction]:
+        """Greedy actions for B observations, decoded in one batch (a foreign model: row by row)."""
+        batch = self.encode_batch(observations)
         if self.foreign:
-            batch = self.encode_batch([(images, instruction, proprio)])
-            tokens, entropy = _unwrap(self.model).generate_actions(batch, self.tokenizer.action_dim)  # (A,), (A,)
-            tokens = tokens.cpu().numpy()
-            return Prediction(self.tokenizer.decode(tokens).astype(np.float32), tokens.astype(np.int64),
-                              entropy.float().cpu().numpy())
-        batch = self.encode_batch([(images, instruction, proprio)])
-        tokens, entropy = self.model.generate_actions(**batch)  # (1, A), (1, A)
-        tokens = tokens[0].cpu().numpy()
-        return Prediction(self.tokenizer.decode(tokens).astype(np.float32), tokens,
-                          entropy[0].float().cpu().numpy())
+            tokens, entropy = _unwrap(self.model).generate_actions(batch, self.tokenizer.action_dim)  # (B, A), (B, A)
+        else:
+            tokens, entropy = self.model.generate_actions(**batch)  # (B, A), (B, A)
+        tokens = tokens.cpu().numpy().astype(np.int64)
+        actions = self.tokenizer.decode(tokens).astype(np.float32)  # (B, A)
+        return [Prediction(a, t, e) for a, t, e in zip(actions, tokens, entropy.float().cpu().numpy(), strict=True)]
 
     # training API -------------------------------------------------------------------------------
     def encode_batch(self, samples: Sequence[Observation]) -> dict[str, Any]:

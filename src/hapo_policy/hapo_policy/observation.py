@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""``Observation``: what a policy reads for one step, the sample type of ``VlaPolicy.encode_batch`` and what
-``PreferenceDataset.sample`` returns. A NamedTuple, so ``images, instruction, proprio = obs`` still works."""
+"""``Observation``: what a policy reads for one step, the sample type of ``VlaPolicy.encode_batch`` and
+``predict_batch`` and what ``PreferenceDataset.sample`` returns. A NamedTuple, so ``images, instruction, proprio =
+obs`` still works."""
 
 from __future__ import annotations
 
