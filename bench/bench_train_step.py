@@ -25,13 +25,14 @@ import torch
 from _common import report
 from train.episode_bags import CAMERA, step_action, write_bags
 
+from hapo_policy.logprobs import action_logprobs
 from hapo_policy.model import VlaPolicy
 from hapo_policy.normalization import ActionStats
 from hapo_policy.tiny import TinyVlaConfig
 from hapo_trainer.algos import get_algo
 from hapo_trainer.config import TrainConfig
 from hapo_trainer.dataset import BuildSpec, build_dataset
-from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors, micro_batch_loss, token_logps
+from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors, micro_batch_loss
 
 
 def setup(tmp: Path, method: str):
@@ -43,7 +44,7 @@ def setup(tmp: Path, method: str):
     algo, cfg = get_algo(method), TrainConfig().replace(**{'loss.method': method})
     ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
     data = TrainTensors(ds, policy, policy.device)
-    ref = ReferenceCache(policy, lambda b, t: token_logps(ref_model, policy.tokenizer.first_id, b, t), data)
+    ref = ReferenceCache(policy, lambda b, t: action_logprobs(ref_model, policy.tokenizer.first_id, b, t), data)
     batches = MicroBatches(data, ref, algo, cfg)  # the loop's source: epoch 0's reference log-probs computed now
     batches(0)
     policy.model.train()

@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""optimize with LoRA on a foreign (transformers Llava) checkpoint: tests/foreign_vla.py's tiny stand-in."""
+"""optimize with LoRA, and offline evaluation, on a foreign (transformers Llava) checkpoint: tests/foreign_vla.py's
+tiny stand-in."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import foreign_vla
 import numpy as np
@@ -14,6 +17,7 @@ from hapo_policy.model import VlaPolicy
 from hapo_policy.normalization import ActionStats
 from hapo_trainer.config import TrainConfig
 from hapo_trainer.dataset import BuildSpec, build_dataset
+from hapo_trainer.evaluate import replay
 from hapo_trainer.optimize import train
 
 
@@ -65,3 +69,24 @@ def test_lora_three_steps_train_only_adapters_and_save_a_loadable_merged_policy(
     torch.testing.assert_close(merged, trained, atol=1e-3, rtol=1e-3)
     assert (merged - original).abs().max() > 1e-3  # the saved policy is the trained one, not the base
     assert np.isfinite(reloaded.predict(samples[0][0], samples[0][1]).action).all()
+
+
+def test_offline_replay_of_a_foreign_checkpoint_agrees_with_per_sample_predict(recorded):
+    bags, base, cache = recorded
+    policy = VlaPolicy.from_pretrained(base, dtype=torch.float32)
+    ds = build_dataset([bags], BuildSpec.for_policy(TrainConfig().data, policy), cache_dir=cache, log=lambda m: None,
+                       progress=False)
+    ds = dataclasses.replace(ds, instructions=[ds.instructions[0], 'lift'],  # two prompt lengths in every batch
+                             instruction_id=(np.arange(len(ds)) % 2).astype(np.int32))
+    result = replay(policy, ds, batch_size=5)
+    preds = [policy.predict(*ds.sample(i)) for i in range(len(ds))]
+    assert [p.tokens.tolist() for p in policy.predict_batch([ds.sample(i) for i in range(5)])] == \
+        [p.tokens.tolist() for p in preds[:5]]
+    tokens = policy.tokenizer.encode(ds.actions)
+    l1 = sum(float(np.abs(p.action - a).mean()) for p, a in zip(preds, ds.actions, strict=True))
+    acc = sum(float((p.tokens == t).mean()) for p, t in zip(preds, tokens, strict=True))
+    classes = [c for c in result['classes'].values() if c['n']]
+    assert result['samples'] == len(ds) == sum(c['n'] for c in classes)
+    assert sum(c['n'] * c['action_l1'] for c in classes) == pytest.approx(l1, rel=1e-5)
+    assert sum(c['n'] * c['token_accuracy'] for c in classes) == pytest.approx(acc, abs=1e-9)
+    assert all(np.isfinite(c['logp_executed']) for c in classes)

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from hapo_policy.checkpoint import CONFIG_FILE, STATS_FILE, atomic_write_text, read_json
 from hapo_policy.errors import CheckpointError
 from hapo_policy.normalization import ActionStats
 
@@ -34,12 +33,8 @@ def norm_stats(path: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """{dataset: {'action': {'q01', 'q99', 'mask', ...}, ...}} from config.json and dataset_statistics.json
     (the file wins); {} when the checkpoint has none."""
     stats = dict(config.get('norm_stats') or {})
-    file = path / DATASET_STATS_FILE
-    if file.is_file():
-        try:
-            stats.update(json.loads(file.read_text()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as exc:
-            raise CheckpointError(path, f'{DATASET_STATS_FILE} unreadable: {exc}') from None
+    if (path / DATASET_STATS_FILE).is_file():
+        stats.update(read_json(path, DATASET_STATS_FILE))
     return stats
 
 
@@ -71,18 +66,7 @@ def stats_body(path: Path, config: dict[str, Any], unnorm_key: str | None = None
     return {**stats.to_json(), 'tokenizer': spec, 'unnorm_key': key}
 
 
-def write(path: Path, body: dict[str, Any], name: str) -> Path:
-    """Write ``body`` as ``path/name`` atomically (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', dir=path)
-    with os.fdopen(fd, 'w') as fh:
-        fh.write(json.dumps(body, indent=2) + '\n')
-    os.replace(tmp, path / name)
-    return path / name
-
-
 def main(argv: list[str] | None = None) -> int:
-    from hapo_policy.model import CONFIG_FILE, STATS_FILE
-
     ap = argparse.ArgumentParser(
         prog='hapo import-stats',
         description="Write an OpenVLA checkpoint's action statistics for one dataset (its unnorm_key) as "
@@ -97,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not (path / CONFIG_FILE).is_file():
             raise CheckpointError(path, f'missing {CONFIG_FILE}')
-        config = json.loads((path / CONFIG_FILE).read_text())
+        config = read_json(path, CONFIG_FILE)
         if args.list:
             for key, entry in sorted(norm_stats(path, config).items()):
                 print(f'{key}\t{len(entry.get("action", {}).get("q01", []))} action dims')
@@ -107,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckpointError(path, f'no norm_stats in {CONFIG_FILE} and no {DATASET_STATS_FILE}')
         if (path / STATS_FILE).exists() and not args.force:
             raise CheckpointError(path, f'{STATS_FILE} exists; --force replaces it')
-        out = write(path, body, STATS_FILE)
-    except (CheckpointError, OSError, json.JSONDecodeError) as exc:
+        out = atomic_write_text(path / STATS_FILE, json.dumps(body, indent=2) + '\n')
+    except (CheckpointError, OSError) as exc:
         print(f'hapo import-stats: {exc}', file=sys.stderr)
         return 2
     print(f'wrote {out} (unnorm_key {body["unnorm_key"]}, {len(body["q01"])} dims, vocab_size '

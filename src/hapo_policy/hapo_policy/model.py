@@ -1,27 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""VlaPolicy: the one class the policy node and the trainer use (checkpoint I/O, predict, log-probs).
+"""VlaPolicy: the one class the policy node and the trainer use (construction, save, predict, encode, log-probs).
 
-A checkpoint is a ``save_pretrained`` directory::
-
-    config.json          model config (model_type 'hapo_tiny_vla', or a foreign VLA such as OpenVLA)
-    model.safetensors    weights; never a pickle
-    action_stats.json    {"q01": [...], "q99": [...], "mask"?: [...], "tokenizer": {"n_bins", "vocab_size", "kind"}}
-                         (an OpenVLA checkpoint without it: taken from its norm_stats, see import_stats.py)
-    run_config.json      optional: the resolved training config of the run that wrote it
-
+``from_pretrained`` reads the shared files of a checkpoint (layout and names in checkpoint.py), builds the action
+tokenizer and hands the weights to ``tiny.load`` (model_type 'hapo_tiny_vla') or ``openvla.load`` (any other).
 Preprocessing is the chain images -> ``images_to_tensor``, instruction -> ``prompt`` -> ``ByteTokenizer``,
-tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its state is in those files.
+tokens -> ``ActionTokenizer.decode`` (stats normalisation inside); all of its state is in those files. One sample
+is an ``Observation`` (observation.py); log-probs are ``logprobs.action_logprobs`` on the policy's own model.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,21 +23,15 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from hapo_policy import import_stats, openvla
+from hapo_policy import checkpoint, import_stats, openvla, tiny
+from hapo_policy.checkpoint import CONFIG_FILE, RUN_CONFIG_FILE, STATS_FILE
 from hapo_policy.errors import CheckpointError
+from hapo_policy.logprobs import action_logprobs
 from hapo_policy.normalization import ActionStats
+from hapo_policy.observation import Observation
 from hapo_policy.prompt import ByteTokenizer, prompt
 from hapo_policy.tiny import TinyVla, TinyVlaConfig, images_to_tensor
 from hapo_policy.tokenizer import ActionTokenizer
-
-CONFIG_FILE = 'config.json'
-STATS_FILE = 'action_stats.json'
-RUN_CONFIG_FILE = 'run_config.json'
-WEIGHTS_FILE = 'model.safetensors'
-WEIGHTS_INDEX = 'model.safetensors.index.json'
-PICKLE_FILES = ('pytorch_model.bin', 'pytorch_model.bin.index.json', 'model.pt', 'model.pth', 'training_args.bin')
-
-Sample = tuple[dict[str, np.ndarray], str, np.ndarray | None]  # (images by camera, instruction, proprio)
 
 
 @dataclass(frozen=True)
@@ -80,7 +66,7 @@ class VlaPolicy:
             model = TinyVla(config)
         tokenizer = ActionTokenizer(config.vocab_size, config.n_bins, stats or ActionStats.default(config.action_dim))
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        return cls(model, tokenizer, hashlib.sha256(safetensors_bytes(state)).hexdigest()[:16])
+        return cls(model, tokenizer, checkpoint.bytes_id(safetensors_bytes(state)))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = 'cpu', dtype: torch.dtype | None = None,
@@ -91,55 +77,30 @@ class VlaPolicy:
             raise CheckpointError(path, 'no such directory' if not path.exists() else 'not a directory')
         if not (path / CONFIG_FILE).is_file():
             raise CheckpointError(path, f'missing {CONFIG_FILE}')
-        weights = _weights_files(path)
-        config = _read_json(path, CONFIG_FILE)
+        weights = checkpoint.weights_files(path)
+        config = checkpoint.read_json(path, CONFIG_FILE)
         if (path / STATS_FILE).is_file():
-            body = _read_json(path, STATS_FILE)
+            body = checkpoint.read_json(path, STATS_FILE)
         else:
             body = import_stats.stats_body(path, config)  # an OpenVLA checkpoint as downloaded
             if body is None:
                 raise CheckpointError(path, f'missing {STATS_FILE} (action q01/q99 statistics and tokenizer spec '
                                             'travel with the checkpoint)')
-        try:
-            stats = ActionStats.from_json(body)
-            spec = body['tokenizer']
-            n_bins, vocab_size = int(spec['n_bins']), int(spec['vocab_size'])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(path, f'{STATS_FILE} invalid: {exc}') from None
-        policy_id = _sha256(weights)
-        if config.get('model_type') != TinyVlaConfig.model_type:
-            try:
-                suffix = tuple(int(i) for i in spec.get('prompt_suffix_ids', ()))
-                tokenizer = openvla.OpenVlaActionTokenizer(vocab_size, n_bins, stats, prompt_suffix_ids=suffix)
-            except (TypeError, ValueError) as exc:
-                raise CheckpointError(path, f'{STATS_FILE} tokenizer invalid: {exc}') from None
-            model, processor = openvla.load(path, device, dtype, trust_remote_code, tokenizer)
-            return cls(model, tokenizer, policy_id, processor=processor, source=str(path))
-        tokenizer = ActionTokenizer(vocab_size, n_bins, stats)
-        try:
-            model, info = TinyVla.from_pretrained(path, use_safetensors=True, dtype=dtype or torch.float32,
-                                                  output_loading_info=True)
-        except (OSError, ValueError, RuntimeError, TypeError) as exc:
-            raise CheckpointError(path, f'cannot load weights: {str(exc).strip().splitlines()[0]}') from None
-        bad = {k: v for k, v in info.items() if k in ('missing_keys', 'unexpected_keys', 'mismatched_keys') and v}
-        if bad:
-            raise CheckpointError(path, f'weights do not match the config: {_short(bad)}')
-        if (vocab_size, n_bins) != (model.config.vocab_size, model.config.n_bins):
-            raise CheckpointError(path, f'{STATS_FILE} tokenizer (vocab_size={vocab_size}, n_bins={n_bins}) differs '
-                                        f'from {CONFIG_FILE} ({model.config.vocab_size}, {model.config.n_bins})')
-        if stats.dim != model.config.action_dim:
-            raise CheckpointError(path, f'{STATS_FILE} has {stats.dim} dims, model has {model.config.action_dim}')
-        return cls(model.to(device), tokenizer, policy_id, source=str(path))
+        foreign = config.get('model_type') != TinyVlaConfig.model_type
+        tokenizer = _action_tokenizer(path, body, foreign)
+        if foreign:
+            model, processor = openvla.load(path, tokenizer, device, dtype, trust_remote_code)
+        else:
+            model, processor = tiny.load(path, tokenizer, device, dtype)
+        return cls(model, tokenizer, checkpoint.policy_id(weights), processor=processor, source=str(path))
 
     def save_pretrained(self, path: str | os.PathLike, run_config: dict[str, Any] | None = None) -> Path:
-        """Write a checkpoint atomically (temp dir + rename); an existing checkpoint is replaced, any other
-        non-empty path is refused."""
+        """Write a checkpoint atomically (``checkpoint.atomic_dir``); an existing checkpoint is replaced, any
+        other non-empty path is refused."""
         path = Path(path)
-        if path.exists() and not (path.is_dir() and (_is_checkpoint(path) or not any(path.iterdir()))):
+        if path.exists() and not (path.is_dir() and (checkpoint.is_checkpoint(path) or not any(path.iterdir()))):
             raise CheckpointError(path, 'exists and is not a checkpoint directory; refusing to overwrite')
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
-        try:
+        with checkpoint.atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp)
             if self.foreign:  # the processor (tokenizer + image preprocessing) travels with the weights
                 self._processor.save_pretrained(tmp)
@@ -147,16 +108,6 @@ class VlaPolicy:
             (tmp / STATS_FILE).write_text(json.dumps(body, indent=2) + '\n')
             if run_config is not None:
                 (tmp / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2, sort_keys=True, default=str) + '\n')
-            if path.exists():
-                old = path.with_name(f'.{path.name}.old-{os.getpid()}')
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     def with_model(self, model: torch.nn.Module) -> VlaPolicy:
@@ -192,24 +143,25 @@ class VlaPolicy:
         return sum(p.numel() for p in self.model.parameters())
 
     # inference ----------------------------------------------------------------------------------
-    @torch.inference_mode()
     def predict(self, images: dict[str, np.ndarray], instruction: str,
                 proprio: np.ndarray | None = None) -> Prediction:
         """Greedy action for one observation; raises ValueError on a missing camera or proprio."""
+        return self.predict_batch([Observation(images, instruction, proprio)])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, observations: Sequence[Observation]) -> list[Prediction]:
+        """Greedy actions for B observations, decoded in one batch (a foreign model: row by row)."""
+        batch = self.encode_batch(observations)
         if self.foreign:
-            batch = self.encode_batch([(images, instruction, proprio)])
-            tokens, entropy = _unwrap(self.model).generate_actions(batch, self.tokenizer.action_dim)  # (A,), (A,)
-            tokens = tokens.cpu().numpy()
-            return Prediction(self.tokenizer.decode(tokens).astype(np.float32), tokens.astype(np.int64),
-                              entropy.float().cpu().numpy())
-        batch = self.encode_batch([(images, instruction, proprio)])
-        tokens, entropy = self.model.generate_actions(**batch)  # (1, A), (1, A)
-        tokens = tokens[0].cpu().numpy()
-        return Prediction(self.tokenizer.decode(tokens).astype(np.float32), tokens,
-                          entropy[0].float().cpu().numpy())
+            tokens, entropy = _unwrap(self.model).generate_actions(batch, self.tokenizer.action_dim)  # (B, A), (B, A)
+        else:
+            tokens, entropy = self.model.generate_actions(**batch)  # (B, A), (B, A)
+        tokens = tokens.cpu().numpy().astype(np.int64)
+        actions = self.tokenizer.decode(tokens).astype(np.float32)  # (B, A)
+        return [Prediction(a, t, e) for a, t, e in zip(actions, tokens, entropy.float().cpu().numpy(), strict=True)]
 
     # training API -------------------------------------------------------------------------------
-    def encode_batch(self, samples: Sequence[Sample]) -> dict[str, Any]:
+    def encode_batch(self, samples: Sequence[Observation]) -> dict[str, Any]:
         """B samples -> {'images': {cam: (B, 3, S, S) float in [0, 1]}, 'proprio': (B, P) | None,
         'text_ids': (B, L) long (left-padded), 'text_mask': (B, L) long} on the model's device.
 
@@ -218,14 +170,15 @@ class VlaPolicy:
         'pixel_values', ...}); proprio is not used."""
         if not samples:
             raise ValueError('encode_batch needs at least one sample')
+        samples = [Observation(*s) for s in samples]
         if self.foreign:
             cam = self.camera_names[0]
-            return _unwrap(self.model).encode(self._processor, [(_image(s[0], cam), prompt(s[1])) for s in samples])
+            return _unwrap(self.model).encode(self._processor, [(s.image(cam), prompt(s.instruction)) for s in samples])
         cfg, device = self.config, self.device
         dtype = next(self.model.parameters()).dtype
         images = {}
         for cam in cfg.camera_names:
-            arrays = [_image(s[0], cam) for s in samples]
+            arrays = [s.image(cam) for s in samples]
             if len({a.shape for a in arrays}) == 1:
                 x = images_to_tensor(arrays, cfg.image_size)  # (B, 3, S, S)
             else:
@@ -235,13 +188,13 @@ class VlaPolicy:
         if cfg.proprio_dim > 0:
             rows = []
             for s in samples:
-                p = None if s[2] is None else np.asarray(s[2], dtype=np.float32).reshape(-1)
+                p = None if s.proprio is None else np.asarray(s.proprio, dtype=np.float32).reshape(-1)
                 if p is None or p.shape[0] < cfg.proprio_dim:
                     got = 'none' if p is None else p.shape[0]
                     raise ValueError(f'proprio needs {cfg.proprio_dim} values (joint positions), got {got}')
                 rows.append(p[:cfg.proprio_dim])
             proprio = torch.from_numpy(np.stack(rows)).to(device=device, dtype=dtype)  # (B, P)
-        ids = [self._text_ids(s[1]) for s in samples]
+        ids = [self._text_ids(s.instruction) for s in samples]
         length = max(len(i) for i in ids)
         text_ids = torch.full((len(ids), length), ByteTokenizer.PAD, dtype=torch.long)  # (B, L)
         text_mask = torch.zeros((len(ids), length), dtype=torch.long)  # (B, L)
@@ -256,11 +209,7 @@ class VlaPolicy:
         ``n_bins`` action ids only (the same distribution ``predict`` decodes from). Gradients flow."""
         a = self.tokenizer.action_dim
         assert action_tokens.ndim == 2 and action_tokens.shape[1] == a, f'action_tokens must be (B, {a})'
-        logits = self.model(**batch, action_tokens=action_tokens)  # (B, A, n_bins)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, A, n_bins)
-        bins = (action_tokens - self.tokenizer.first_id).unsqueeze(-1)  # (B, A, 1)
-        token_logp = logp.gather(-1, bins).squeeze(-1)  # (B, A)
-        return token_logp, logits.argmax(-1) + self.tokenizer.first_id  # (B, A), (B, A)
+        return action_logprobs(self.model, self.tokenizer.first_id, batch, action_tokens)
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 (instructions repeat every step; the policy lives as long)
     def _text_ids(self, instruction: str) -> tuple[int, ...]:
@@ -273,49 +222,18 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return get() if get is not None else model
 
 
-def _image(images: dict[str, np.ndarray], cam: str) -> np.ndarray:
-    if cam not in images:
-        raise ValueError(f'camera {cam!r} missing from the observation (have {sorted(images)})')
-    img = np.asarray(images[cam])
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'camera {cam!r}: expected (H, W, 3) uint8, got {img.shape} {img.dtype}')
-    return img
-
-
-def _is_checkpoint(path: Path) -> bool:
-    return (path / CONFIG_FILE).is_file() and (path / STATS_FILE).is_file()
-
-
-def _weights_files(path: Path) -> list[Path]:
-    if (path / WEIGHTS_FILE).is_file():
-        return [path / WEIGHTS_FILE]
-    if (path / WEIGHTS_INDEX).is_file():
-        return sorted(path.glob('model-*.safetensors'))
-    pickles = [n for n in PICKLE_FILES if (path / n).exists()]
-    if pickles:
-        raise CheckpointError(path, f'only pickle weights ({", ".join(pickles)}); refusing to unpickle, '
-                                    'convert them to model.safetensors')
-    raise CheckpointError(path, f'missing {WEIGHTS_FILE}')
-
-
-def _read_json(path: Path, name: str) -> dict[str, Any]:
+def _action_tokenizer(path: Path, body: dict[str, Any], foreign: bool) -> ActionTokenizer:
+    """The action tokenizer ``action_stats.json`` (or the imported statistics) describes."""
     try:
-        body = json.loads((path / name).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(path, f'{name} unreadable: {exc}') from None
-    if not isinstance(body, dict):
-        raise CheckpointError(path, f'{name} is not a JSON object')
-    return body
-
-
-def _sha256(files: list[Path]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        with f.open('rb') as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b''):  # noqa: B023 (fh bound per file)
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def _short(bad: dict[str, Any]) -> str:
-    return '; '.join(f'{k} {sorted(map(str, v))[:3]}{"..." if len(v) > 3 else ""}' for k, v in bad.items())
+        stats = ActionStats.from_json(body)
+        spec = body['tokenizer']
+        n_bins, vocab_size = int(spec['n_bins']), int(spec['vocab_size'])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f'{STATS_FILE} invalid: {exc}') from None
+    if not foreign:
+        return ActionTokenizer(vocab_size, n_bins, stats)
+    try:
+        suffix = tuple(int(i) for i in spec.get('prompt_suffix_ids', ()))
+        return openvla.OpenVlaActionTokenizer(vocab_size, n_bins, stats, prompt_suffix_ids=suffix)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f'{STATS_FILE} tokenizer invalid: {exc}') from None

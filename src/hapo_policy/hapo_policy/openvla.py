@@ -35,9 +35,10 @@ PROCESSOR_FILES = ('processor_config.json', 'preprocessor_config.json')  # eithe
 TOKENIZER_FILE = 'tokenizer_config.json'
 
 
-def load(path: Path, device: str, dtype: torch.dtype | None, trust_remote_code: bool,
-         tokenizer: OpenVlaActionTokenizer) -> tuple[ForeignVla, Any]:
-    """-> (model, processor); raises CheckpointError with the reason in one line."""
+def load(path: Path, tokenizer: OpenVlaActionTokenizer, device: str = 'cpu', dtype: torch.dtype | None = None,
+         trust_remote_code: bool = False) -> tuple[ForeignVla, Any]:
+    """-> (model, processor), the foreign half of ``VlaPolicy.from_pretrained`` (``tiny.load`` is the other);
+    raises CheckpointError with the reason in one line."""
     import transformers
 
     if not any((path / n).is_file() for n in PROCESSOR_FILES):
@@ -237,15 +238,20 @@ class ForeignVla(nn.Module):
 
     @torch.inference_mode()
     def generate_actions(self, batch: dict[str, torch.Tensor], action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy decoding of one observation (B = 1) over the action ids -> ids (A,), entropies (A,) nats."""
+        """Greedy decoding over the action ids, one row at a time without its padding (``generate`` needs
+        unpadded or left-padded prompts) -> ids (B, A), entropies (B, A) nats."""
         from transformers import LogitsProcessorList
 
-        inputs = {k: v for k, v in batch.items() if k != 'prompt_len'}
         lo = self.vocab_size - self.n_bins
-        out = self.vlm.generate(**inputs, max_new_tokens=action_dim, do_sample=False, output_scores=True,
-                                return_dict_in_generate=True,
-                                logits_processor=LogitsProcessorList([_ActionIdsOnly(lo, self.vocab_size)]))
-        tokens = out.sequences[0, -action_dim:]  # (A,)
-        scores = torch.stack(out.scores, dim=1)[0, :, lo:self.vocab_size].float()  # (A, n_bins)
-        logp = torch.log_softmax(scores, dim=-1)
-        return tokens, -(logp.exp() * logp).sum(-1)
+        only_actions = LogitsProcessorList([_ActionIdsOnly(lo, self.vocab_size)])
+        tokens, entropies = [], []
+        for row, n in enumerate(batch['prompt_len'].tolist()):
+            inputs = {k: v[row:row + 1] for k, v in batch.items() if k != 'prompt_len'}
+            inputs['input_ids'], inputs['attention_mask'] = inputs['input_ids'][:, :n], inputs['attention_mask'][:, :n]
+            out = self.vlm.generate(**inputs, max_new_tokens=action_dim, do_sample=False, output_scores=True,
+                                    return_dict_in_generate=True, logits_processor=only_actions)
+            tokens.append(out.sequences[0, -action_dim:])  # (A,)
+            scores = torch.stack(out.scores, dim=1)[0, :, lo:self.vocab_size].float()  # (A, n_bins)
+            logp = torch.log_softmax(scores, dim=-1)
+            entropies.append(-(logp.exp() * logp).sum(-1))  # (A,)
+        return torch.stack(tokens), torch.stack(entropies)  # (B, A), (B, A)

@@ -10,9 +10,13 @@ Text is left-padded inside a batch so the action tokens always follow the prompt
 position ids skip it, so a padded training sample sees the same positions as the unpadded one at inference.
 A conv stem (not a ViT) because it learns faster from ~200 demos (DESIGN measured 95 % Lift success). The
 action distribution is the softmax over the last ``n_bins`` logits only (see ``action_logits``).
+``load`` reads a saved one back (the tiny half of ``VlaPolicy.from_pretrained``; ``openvla.load`` is the other).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +26,10 @@ from transformers import LlamaConfig, LlamaModel, PretrainedConfig, PreTrainedMo
 from transformers import initialization as init
 
 from hapo_interfaces.topics import ACTION_DIM
+from hapo_policy.checkpoint import CONFIG_FILE, STATS_FILE
+from hapo_policy.errors import CheckpointError
 from hapo_policy.prompt import ByteTokenizer
+from hapo_policy.tokenizer import ActionTokenizer
 
 STEM_GRID = 4  # 4 x 4 = 16 tokens per camera
 
@@ -167,3 +174,29 @@ class TinyVla(PreTrainedModel):
             out = self.llm(inputs_embeds=self.llm.embed_tokens(tok[:, None]), attention_mask=mask if padded else None,
                            position_ids=pos, past_key_values=out.past_key_values, use_cache=True)
         return torch.stack(tokens, dim=1), torch.stack(entropies, dim=1)  # (B, A), (B, A)
+
+
+def load(path: Path, tokenizer: ActionTokenizer, device: str = 'cpu', dtype: torch.dtype | None = None,
+         ) -> tuple[TinyVla, None]:
+    """-> (model, None: the tiny model has no processor); raises CheckpointError when the weights do not match
+    the config or the tokenizer (``action_stats.json``) does not match the model."""
+    try:
+        model, info = TinyVla.from_pretrained(path, use_safetensors=True, dtype=dtype or torch.float32,
+                                              output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(path, f'cannot load weights: {str(exc).strip().splitlines()[0]}') from None
+    bad = {k: v for k, v in info.items() if k in ('missing_keys', 'unexpected_keys', 'mismatched_keys') and v}
+    if bad:
+        raise CheckpointError(path, f'weights do not match the config: {_short(bad)}')
+    cfg = model.config
+    if (tokenizer.vocab_size, tokenizer.n_bins) != (cfg.vocab_size, cfg.n_bins):
+        raise CheckpointError(path, f'{STATS_FILE} tokenizer (vocab_size={tokenizer.vocab_size}, '
+                                    f'n_bins={tokenizer.n_bins}) differs from {CONFIG_FILE} ({cfg.vocab_size}, '
+                                    f'{cfg.n_bins})')
+    if tokenizer.action_dim != cfg.action_dim:
+        raise CheckpointError(path, f'{STATS_FILE} has {tokenizer.action_dim} dims, model has {cfg.action_dim}')
+    return model.to(device), None
+
+
+def _short(bad: dict[str, Any]) -> str:
+    return '; '.join(f'{k} {sorted(map(str, v))[:3]}{"..." if len(v) > 3 else ""}' for k, v in bad.items())

@@ -19,7 +19,7 @@ https://github.com/openvla/openvla/blob/main/prismatic/vla/action_tokenizer.py):
 *decreasing* id order and it decodes with ``bin_centers[clip(vocab_size - id - 1, 0, 254)]``, an
 off-by-one that never uses one id and decodes the top value to the wrong centre. We use 256 true bins of
 equal width, increasing ids and an exact inverse; checkpoints are therefore not token-compatible with
-OpenVLA's (an OpenVLA checkpoint loaded by ``model.py`` keeps its own decoding).
+OpenVLA's (an OpenVLA checkpoint loaded through ``openvla.py`` keeps its own decoding).
 """
 
 from __future__ import annotations

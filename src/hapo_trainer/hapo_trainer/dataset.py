@@ -26,9 +26,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from hapo_interfaces.enums import TRAINING_LABELS, ControlSource, Label
+from hapo_policy.checkpoint import atomic_dir
+from hapo_policy.observation import Observation
 from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
 from hapo_recorder.relabel import relabel
 from hapo_trainer.algos import METHODS, get_algo
@@ -69,10 +69,11 @@ class PreferenceDataset:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def sample(self, i: int) -> tuple[dict[str, np.ndarray], str, np.ndarray | None]:
-        """(images by camera, instruction, proprio) of sample ``i``."""
+    def sample(self, i: int) -> Observation:
+        """The observation of sample ``i`` (images by camera, instruction, proprio)."""
         proprio = self.proprio[i] if self.proprio.shape[1] else None
-        return ({cam: arr[i] for cam, arr in self.images.items()}, self.instructions[self.instruction_id[i]], proprio)
+        return Observation({cam: arr[i] for cam, arr in self.images.items()}, self.instructions[self.instruction_id[i]],
+                           proprio)
 
     def class_counts(self) -> dict[str, int]:
         """Samples per class, keyed by ``Label.display`` in ``TRAINING_LABELS`` order (as in summary.json)."""
@@ -80,10 +81,8 @@ class PreferenceDataset:
 
     # -- disk ---------------------------------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
-        """Write the cache directory atomically (temp dir + rename); safetensors + JSON only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
-        try:
+        """Write the cache directory atomically (``checkpoint.atomic_dir``); safetensors + JSON only."""
+        with atomic_dir(path) as tmp:
             arrays = {f'images/{cam}': np.ascontiguousarray(a) for cam, a in self.images.items()}
             arrays.update(proprio=self.proprio, actions=self.actions, labels=self.labels, episode=self.episode,
                           step=self.step, instruction_id=self.instruction_id)
@@ -92,12 +91,6 @@ class PreferenceDataset:
                     'cameras': list(self.images)}
             (tmp / 'meta.json').write_text(json.dumps(meta, indent=2) + '\n')
             (tmp / 'summary.json').write_text(json.dumps(self.summary, indent=2, sort_keys=True) + '\n')
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.path = path
         return path
 

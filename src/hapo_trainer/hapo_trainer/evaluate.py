@@ -42,13 +42,12 @@ def replay(policy: Any, ds: PreferenceDataset, batch_size: int = 64) -> dict[str
     tokens_all = policy.tokenizer.encode(ds.actions)  # (N, A)
     for s in range(0, n, batch_size):
         idx = list(range(s, min(n, s + batch_size)))
-        batch = policy.encode_batch([ds.sample(i) for i in idx])
-        tokens, _ = policy.model.generate_actions(**batch)  # (B, A) greedy ids
-        pred = policy.tokenizer.decode(tokens.cpu().numpy())  # (B, A)
-        l1[idx] = np.abs(pred - ds.actions[idx]).mean(1)
-        acc[idx] = (tokens.cpu().numpy() == tokens_all[idx]).mean(1)
+        samples = [ds.sample(i) for i in idx]
+        preds = policy.predict_batch(samples)  # greedy decoding, as the policy node runs it
+        l1[idx] = np.abs(np.stack([p.action for p in preds]) - ds.actions[idx]).mean(1)
+        acc[idx] = (np.stack([p.tokens for p in preds]) == tokens_all[idx]).mean(1)
         target = torch.from_numpy(tokens_all[idx]).to(policy.device)
-        logp[idx] = policy.action_logprobs(batch, target)[0].sum(1).cpu().numpy()
+        logp[idx] = policy.action_logprobs(policy.encode_batch(samples), target)[0].sum(1).cpu().numpy()
     out: dict[str, Any] = {'samples': n, 'classes': {}}
     for c in TRAINING_LABELS:
         m = ds.labels == c

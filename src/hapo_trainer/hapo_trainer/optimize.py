@@ -45,10 +45,11 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from hapo_policy.logprobs import action_logprobs
 from hapo_trainer.algos import METHODS, get_algo
 from hapo_trainer.config import ConfigError, OptimConfig, TrainConfig, dump_yaml, load_config
 from hapo_trainer.dataset import BuildSpec, DatasetError, PreferenceDataset, build_dataset
-from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors, micro_batch_loss, token_logps
+from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors, micro_batch_loss
 from hapo_trainer.train_state import ResumeError, latest_checkpoint, load_train_checkpoint, save_train_checkpoint
 
 
@@ -127,11 +128,11 @@ def _reference_forward(policy: Any, lora: bool) -> Callable[[dict[str, Any], tor
 
         def adapters_off(batch, tokens):  # as TRL with peft: no second copy of a large backbone
             with model.disable_adapter():
-                return token_logps(model, first_id, batch, tokens)
+                return action_logprobs(model, first_id, batch, tokens)
 
         return adapters_off
     ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
-    return lambda batch, tokens: token_logps(ref_model, first_id, batch, tokens)
+    return lambda batch, tokens: action_logprobs(ref_model, first_id, batch, tokens)
 
 
 def _optimizer(params: list[torch.Tensor], o: OptimConfig) -> tuple[torch.optim.Optimizer, LambdaLR]:

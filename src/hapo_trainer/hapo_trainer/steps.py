@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hapo_policy.logprobs import action_logprobs
+from hapo_policy.observation import Observation
 from hapo_trainer.algos import Algo
 from hapo_trainer.augment import random_shift
 from hapo_trainer.config import LossConfig, TrainConfig
@@ -31,19 +33,6 @@ from hapo_trainer.loss import bc_loss, hapo_loss, sirius_weights
 from hapo_trainer.sampler import epoch_batches
 
 _SHIFT_STREAM = 104_729  # separates the augmentation's seeds from the sampler's
-
-
-def token_logps(module: Callable[..., Tensor], first_id: int, batch: dict[str, Any], tokens: Tensor,
-                ) -> tuple[Tensor, Tensor]:
-    """(B, A) log p of ``tokens`` and (B, A) argmax ids, through ``module`` (the model, or its DDP wrapper).
-
-    Same computation as ``VlaPolicy.action_logprobs``; repeated here only because DDP needs the call to go
-    through the wrapper's ``forward`` for its gradient hooks.
-    """
-    logits = module(**batch, action_tokens=tokens)  # (B, A, V)
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, A, V)
-    picked = logp.gather(-1, (tokens - first_id).unsqueeze(-1)).squeeze(-1)  # (B, A)
-    return picked, logits.argmax(-1) + first_id  # (B, A), (B, A)
 
 
 def kl_partners(idx: list[int]) -> list[int]:
@@ -129,7 +118,7 @@ class MicroBatches:
         return epoch_batches(self.data.ds.labels, self.micro_batch, self.ratios, self.seed, epoch, self.rank,
                              self.world_size)
 
-    def __call__(self, m: int) -> tuple[list[int], list[Any]]:
+    def __call__(self, m: int) -> tuple[list[int], list[Observation]]:
         epoch, pos = divmod(m, self.epoch_len)
         if self._cached is None or self._cached[0] != epoch:
             self._cached = (epoch, self._epoch(epoch))
@@ -138,8 +127,7 @@ class MicroBatches:
         samples = [self.data.ds.sample(i) for i in idx]
         if self.shift_px:
             rng = np.random.default_rng([self.seed, self.rank, m, _SHIFT_STREAM])
-            samples = [(random_shift(images, self.shift_px, rng), instruction, proprio)
-                       for images, instruction, proprio in samples]
+            samples = [s._replace(images=random_shift(s.images, self.shift_px, rng)) for s in samples]
         return idx, samples
 
     def epochs_ended(self, m_from: int, m_to: int) -> range:
@@ -164,7 +152,7 @@ def action_l1_normalized(tokenizer: Any, argmax: Tensor, tokens: Tensor) -> Tens
 def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, policy: Any, data: TrainTensors,
                      ref: ReferenceCache, idx: list[int], algo: Algo, cfg: LossConfig,
                      autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                     samples: list[Any] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+                     samples: list[Observation] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss and metrics of one micro-batch ``idx`` (the loss is called on exactly these B samples).
 
     ``samples``: the observations of ``idx`` as the policy sees them (``MicroBatches``: augmented); None = as
@@ -175,7 +163,7 @@ def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, 
     ix = torch.tensor(idx, device=data.tokens.device)  # (B,)
     tokens, labels = data.tokens[ix], data.labels[ix]  # (B, A), (B,)
     with autocast():
-        logps, argmax = token_logps(module, first_id, batch, tokens)  # (B, A), (B, A)
+        logps, argmax = action_logprobs(module, first_id, batch, tokens)  # (B, A), (B, A)
     pred = policy.tokenizer.decode_torch(argmax, check=False)  # (B, A) continuous, from argmax tokens
     # HAPO l_i. Departure from the reference (normalised bin centres of argmax and target, kept as the option
     # loss.l1_space='normalized'): by default raw action units (m, rad per step) against the recorded action
@@ -185,7 +173,7 @@ def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, 
     if algo.loss == 'preference':
         partners = kl_partners(idx)
         with torch.no_grad(), autocast():  # z0 is detached: no graph for the KL pairs
-            kl_logps = token_logps(raw_model, first_id, batch, data.tokens[torch.tensor(partners)])[0].sum(1)  # (B,)
+            kl_logps = action_logprobs(raw_model, first_id, batch, data.tokens[torch.tensor(partners)])[0].sum(1)
         # r sums the A action tokens (logps.sum(1)); the reference also counts the stop token: see loss.py.
         loss, metrics = hapo_loss(logps.sum(1), ref.get(idx, idx), kl_logps, ref.get(idx, partners), l1, labels > 0,
                                   cfg, adaptive=algo.adaptive, labels=labels)

@@ -9,19 +9,20 @@ Layout of ``<out>/checkpoints/step-000100/`` (and of ``<out>/policy/``, the fina
                                torch RNG state ('rng/torch', 'rng/cuda')
     train_state.json           step, optimizer param groups, scheduler state, world size, micro-batch
 
-The directory is assembled as ``.step-000100.partial`` and renamed, so a killed run never leaves a
-half checkpoint that ``--resume`` would pick.
+The directory is assembled beside it (``.step-000100.<random>.partial``) and renamed by
+``hapo_policy.checkpoint.atomic_dir``, so a killed run never leaves a half checkpoint that ``--resume`` would pick.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from hapo_policy.checkpoint import atomic_dir
 
 STATE_TENSORS = 'train_state.safetensors'
 STATE_JSON = 'train_state.json'
@@ -35,23 +36,18 @@ def save_train_checkpoint(path: Path, save_policy: Any, trainable: dict[str, tor
                           optimizer: torch.optim.Optimizer, scheduler: Any, rng: dict[str, torch.Tensor],
                           info: dict[str, Any], run_config: dict[str, Any]) -> Path:
     """Write ``path`` atomically; ``save_policy(dir, run_config)`` writes the loadable policy into a directory."""
-    partial = path.with_name(f'.{path.name}.partial')
-    if partial.exists():
-        shutil.rmtree(partial)
-    save_policy(partial, run_config)
-    tensors = {f'param/{k}': v.detach().cpu().contiguous() for k, v in trainable.items()}
-    opt = optimizer.state_dict()
-    for i, state in opt['state'].items():
-        for key, value in state.items():
-            tensors[f'optim/{i}/{key}'] = torch.as_tensor(value).detach().cpu().contiguous()
-    tensors.update({f'rng/{k}': v.cpu().contiguous() for k, v in rng.items()})
-    save_file(tensors, str(partial / STATE_TENSORS))
-    sched = {k: v for k, v in scheduler.state_dict().items() if k != 'lr_lambdas'}
-    body = {**info, 'param_groups': opt['param_groups'], 'scheduler': sched}
-    (partial / STATE_JSON).write_text(json.dumps(body, indent=2, sort_keys=True) + '\n')
-    if path.exists():
-        shutil.rmtree(path)
-    partial.rename(path)
+    with atomic_dir(path) as partial:
+        save_policy(partial, run_config)
+        tensors = {f'param/{k}': v.detach().cpu().contiguous() for k, v in trainable.items()}
+        opt = optimizer.state_dict()
+        for i, state in opt['state'].items():
+            for key, value in state.items():
+                tensors[f'optim/{i}/{key}'] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors.update({f'rng/{k}': v.cpu().contiguous() for k, v in rng.items()})
+        save_file(tensors, str(partial / STATE_TENSORS))
+        sched = {k: v for k, v in scheduler.state_dict().items() if k != 'lr_lambdas'}
+        body = {**info, 'param_groups': opt['param_groups'], 'scheduler': sched}
+        (partial / STATE_JSON).write_text(json.dumps(body, indent=2, sort_keys=True) + '\n')
     return path
 
 
