@@ -26,13 +26,13 @@ from hapo_interfaces import topics
 from hapo_interfaces.images import ImageError, to_array
 from hapo_interfaces.params import ParamError
 from hapo_interfaces.records import fill_action
-from hapo_interfaces.ros_main import NodeStartError, run_node
-from hapo_interfaces.ros_params import declare
 from hapo_interfaces.stamps import to_ns
 from hapo_policy.errors import CheckpointError
 from hapo_policy.frames import LatestFrames
 from hapo_policy.model import VlaPolicy
 from hapo_policy.policy_params import PolicyParams
+from hapo_ros.main import NodeStartError, run_node
+from hapo_ros.parameters import declare
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # the mux wants the newest action only

@@ -22,11 +22,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from hapo_interfaces import topics as tp
-from hapo_interfaces.ros_main import run_node
-from hapo_interfaces.ros_params import declare
 from hapo_recorder.bag_writer import typestore
 from hapo_recorder.params import RecorderParams
 from hapo_recorder.recorder import Recorder, TopicSpec
+from hapo_ros.main import run_node
+from hapo_ros.parameters import declare
 
 # Events, steps and policy actions: reliable, deep enough for a burst while the executor is busy.
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)

@@ -28,9 +28,9 @@ from hapo_interfaces import topics
 from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.images import fill_image
 from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, encode_event, read_step
-from hapo_interfaces.ros_main import run_node
-from hapo_interfaces.ros_params import declare
 from hapo_interfaces.stamps import fill
+from hapo_ros.main import run_node
+from hapo_ros.parameters import declare
 from hapo_sim.env import DEFAULT_INSTRUCTIONS, SimEnv, SimError, flatten_state, task_key
 from hapo_sim.sim_params import SimParams
 from hapo_sim.stepping import Episodes, LatestCommand, Lockstep, StampClock, Verdict
