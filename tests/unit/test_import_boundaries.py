@@ -68,6 +68,7 @@ print(json.dumps({'contract': after_contract, 'trainer': ros()}))
 
 
 def test_contract_and_offline_trainer_leave_ros_unimported():
+    assert not list(SRC.glob('hapo_trainer/hapo_trainer/*_node.py')), 'the trainer holds no node'
     contract, trainer = library_modules('hapo_interfaces'), library_modules('hapo_trainer')
     assert 'hapo_interfaces.stamps' in contract and 'hapo_trainer.optimize' in trainer
     proc = subprocess.run([sys.executable, '-c', LOADED, json.dumps([contract, trainer])], capture_output=True,
