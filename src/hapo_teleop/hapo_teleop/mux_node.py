@@ -23,7 +23,6 @@ from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 
 from hapo_interfaces import topics
-from hapo_interfaces.enums import ControlSource
 from hapo_interfaces.records import EpisodeMessage, ExecutedStep, RecordError, encode_event, fill_step, read_action
 from hapo_interfaces.stamps import to_ns
 from hapo_interfaces.timing import LatencyWindow
@@ -106,9 +105,7 @@ class MuxNode(Node):
         """Leave the robot safe: one last hold command (zero motion, gripper kept)."""
         if not self.context.ok():
             return
-        stamp = self.logic.obs_stamp_ns or self.now_ns()
-        hold = (0.0,) * 6 + (self.logic.gripper,)
-        self.cmd_pub.publish(fill_step(JointState(), ExecutedStep(stamp, hold, ControlSource.NONE)))
+        self.publish(Decision(commands=[self.logic.hold(self.now_ns())]))
         # Reliable delivery is asynchronous: destroying the publisher right away could drop the message.
         self.cmd_pub.wait_for_all_acked(Duration(seconds=1.0))
 
