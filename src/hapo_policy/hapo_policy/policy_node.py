@@ -17,7 +17,7 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
@@ -34,8 +34,8 @@ from hapo_policy.policy_params import PolicyParams
 from hapo_ros.diagnostics import OK, WARN, diagnostic_array, diagnostic_status
 from hapo_ros.main import NodeStartError, run_node
 from hapo_ros.parameters import declare
+from hapo_ros.qos import LATCHED
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # the mux wants the newest action only
 
 

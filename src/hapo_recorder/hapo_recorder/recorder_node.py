@@ -18,7 +18,7 @@ import sys
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from hapo_interfaces import topics as tp
@@ -28,13 +28,13 @@ from hapo_recorder.recorder import Recorder, TopicSpec
 from hapo_ros.diagnostics import OK, WARN, diagnostic_array, diagnostic_status
 from hapo_ros.main import run_node
 from hapo_ros.parameters import declare
+from hapo_ros.qos import LATCHED
 
 # Events, steps and policy actions: reliable, deep enough for a burst while the executor is busy.
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 # Sensors: best effort matches both best-effort (sensor data QoS) and reliable publishers.
 SENSOR = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
-# Instruction: transient local, so the one sent before the recorder started still arrives.
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Instruction: LATCHED (transient local), so the one sent before the recorder started still arrives.
 JS, IMG, STR = 'sensor_msgs/msg/JointState', 'sensor_msgs/msg/Image', 'std_msgs/msg/String'
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
@@ -37,9 +37,9 @@ from hapo_interfaces.records import RecordError, read_action
 from hapo_interfaces.stamps import fill, to_ns
 from hapo_recorder.bag_reader import Episode, list_episodes, read_episode
 from hapo_recorder.replay_score import episode_rows, summarise
+from hapo_ros.qos import LATCHED
 
 WARMUP_NS = 1  # stamp of the warm-up observation (before any recorded one)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class LiveReplay:

@@ -20,7 +20,7 @@ import sys
 import time
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -31,6 +31,7 @@ from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, e
 from hapo_interfaces.stamps import fill
 from hapo_ros.main import run_node
 from hapo_ros.parameters import declare
+from hapo_ros.qos import LATCHED
 from hapo_sim.env import DEFAULT_INSTRUCTIONS, SimEnv, SimError, flatten_state, task_key
 from hapo_sim.episode_loop import EpisodeLoop, Output, Published
 from hapo_sim.sim_params import SimParams
@@ -51,9 +52,7 @@ class SimNode(Node):
         self.pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, 10)
         self.pub_objects = self.create_publisher(JointState, topics.OBJECT_STATE, 10)
         # Instruction: latched so late joiners get it; episode events: reliable and deep, none may be lost.
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_instr = self.create_publisher(String, topics.INSTRUCTION, latched)
+        self.pub_instr = self.create_publisher(String, topics.INSTRUCTION, LATCHED)
         self.pub_event = self.create_publisher(String, topics.EPISODE, 50)
         # Commands: reliable, depth 10 so the one answering the current observation is not overwritten.
         self.create_subscription(JointState, topics.CMD, self._on_cmd, 10)
