@@ -6,6 +6,7 @@
 
 camera/<name>/image_raw -> LatestFrames (callbacks only store) -> inference thread -> action + entropy,
 both stamped with the image stamp. Frames arriving during inference replace the pending one (counted).
+robot/joint_states -> JointsByStamp: the frame's own joint state, else the latest (frames.py has the rule).
 """
 
 from __future__ import annotations
