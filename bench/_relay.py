@@ -8,7 +8,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
-from hapo_interfaces.ros_main import run_node
+from hapo_ros.main import run_node
 
 
 class Relay(Node):

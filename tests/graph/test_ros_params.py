@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""ros_params.declare on a real rclpy node: defaults, overrides, empty-list defaults, range errors."""
+"""hapo_ros.parameters.declare on a real rclpy node: defaults, overrides, empty-list defaults, range errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import rclpy
 from rclpy.context import Context
 
 from hapo_interfaces.params import ParamError, param
-from hapo_interfaces.ros_params import declare
+from hapo_ros.parameters import declare
 
 
 @dataclass(frozen=True)

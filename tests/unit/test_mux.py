@@ -152,3 +152,17 @@ def test_deadzone_and_scale():
         mp.check(joy(n_buttons=3))
     with pytest.raises(ValueError, match='axis_map'):
         JoyMapping(axis_map=(0, 1))
+
+
+def test_joystick_defaults_live_in_joy_mapping_and_reach_it_by_name():
+    assert MuxParams().mapping() == JoyMapping()
+    mapped = MuxParams(axis_map=[0, 1, 2, 3, 4, 5], deadman_button=5, next_button=-1).mapping()
+    assert (mapped.axis_map, mapped.deadman_button, mapped.next_button) == ((0, 1, 2, 3, 4, 5), 5, -1)
+
+
+def test_hold_command_keeps_gripper_and_observation_stamp():
+    m = mux(initial_gripper=1.0)
+    assert m.hold(7 * MS).stamp_ns == 7 * MS  # no observation yet: now
+    m.step(1 * MS, obs_stamp_ns=3 * MS)
+    assert m.hold(9 * MS) == m.step(600 * MS, tick=True).commands[0]  # the node's last hold = the tick's hold
+    assert m.hold(9 * MS).action == (0.0,) * 6 + (1.0,)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""ActionTokenizer and ActionStats: round trips, bin edges, clipping, id range, JSON; LatestFrames rules."""
+"""ActionTokenizer and ActionStats: round trips, bin edges, clipping, id range, JSON; LatestFrames and
+JointsByStamp rules."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hapo_policy.frames import LatestFrames
+from hapo_policy.frames import JointsByStamp, LatestFrames
 from hapo_policy.normalization import ActionStats
 from hapo_policy.prompt import ByteTokenizer, prompt
 from hapo_policy.tokenizer import ActionTokenizer
@@ -130,3 +131,13 @@ def test_latest_frames_newest_of_each_uses_oldest_stamp():
     frames.put('a', 30, img)
     frames.put('b', 25, img)
     assert frames.take(timeout_s=0.0).stamp_ns == 25
+
+
+def test_joints_by_stamp_pairs_exactly_else_latest():
+    joints = JointsByStamp()
+    assert joints.for_frame(5, wait_s=0.0) is None and joints.unmatched == 1  # nothing yet
+    joints.put(10, np.array([1.0]))
+    joints.put(20, np.array([2.0]))
+    assert joints.for_frame(10, wait_s=0.0)[0] == 1.0 and joints.unmatched == 1
+    assert joints.for_frame(15, wait_s=0.0)[0] == 2.0 and joints.unmatched == 2  # no own stamp: the latest
+    assert JointsByStamp(match_stamps=False).for_frame(10, wait_s=0.0) is None

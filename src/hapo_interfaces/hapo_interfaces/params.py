@@ -3,8 +3,9 @@
 """Node parameters declared once, as frozen dataclasses (the generate_parameter_library idea).
 
 Each field carries its default, description, unit, legal range or choices and whether it is
-read-only. ``ros_params.declare`` turns a schema into ROS parameters; ``from_mapping`` builds and
-validates one from plain values (tests, the ``hapo`` runner's ``--help``) without ROS.
+read-only. ``hapo_ros.parameters.declare`` turns a schema into ROS parameters (in the nodes);
+``from_mapping`` builds and validates one from plain values (tests, the ``hapo`` runner's ``--help``)
+without ROS.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""LatestFrames: the newest complete camera set for the inference thread; nothing stale is ever queued.
+"""What the inference thread takes: the newest complete camera set (LatestFrames; nothing stale is ever queued)
+and the joint state of that set's observation (JointsByStamp).
 
 Image callbacks ``put`` frames; the inference thread ``take``s the newest *ready set* (one frame per
 camera). A ready set that is replaced before it was taken is counted in ``skipped``. Two rules make a set:
@@ -9,6 +10,10 @@ camera). A ready set that is replaced before it was taken is counted in ``skippe
   with that same stamp; the set's stamp is it.
 - ``match_stamps=False`` (real rig): the newest frame of each camera once all have one; the set's stamp
   is the *oldest* of them, so downstream staleness checks stay conservative.
+
+Joint states pair with a set by ``stamps.match_stamp`` with no lag (the sim stamps an observation's joint
+state and images alike), waiting up to ``PROPRIO_WAIT_S`` for it; without one (or with ``match_stamps=False``)
+the latest joint state is used, and a missed pairing is counted in ``unmatched``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hapo_interfaces.stamps import match_stamp
+
 _KEEP = 4  # frames kept per camera while waiting for the other cameras' frame of the same stamp
+_KEEP_JOINTS = 16  # joint states kept by stamp while their images are on the way
+PROPRIO_WAIT_S = 0.05  # how long a frame set waits for the joint state of its own observation
+PROPRIO_MAX_LAG_NS = 0  # exact stamp only; else the latest joint state (JointsByStamp.for_frame)
 
 
 @dataclass(frozen=True)
@@ -78,3 +88,39 @@ class LatestFrames:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+class JointsByStamp:
+    """Thread-safe recent joint positions by stamp; see the module docstring for the pairing rule."""
+
+    def __init__(self, match_stamps: bool = True):
+        self.match_stamps = match_stamps
+        self.latest: np.ndarray | None = None
+        self.unmatched = 0  # frame sets that got the latest joint state instead of their own
+        self._by_stamp: dict[int, np.ndarray] = {}
+        self._cond = threading.Condition()
+
+    def put(self, stamp_ns: int, positions: np.ndarray) -> None:
+        with self._cond:
+            self.latest = self._by_stamp[stamp_ns] = positions
+            for old in sorted(self._by_stamp)[:-_KEEP_JOINTS]:
+                del self._by_stamp[old]
+            self._cond.notify_all()
+
+    def _paired(self, stamp_ns: int) -> np.ndarray | None:
+        stamps = sorted(self._by_stamp)
+        j = match_stamp(stamps, stamp_ns, PROPRIO_MAX_LAG_NS)
+        return None if j is None else self._by_stamp[stamps[j]]
+
+    def for_frame(self, stamp_ns: int, wait_s: float = PROPRIO_WAIT_S) -> np.ndarray | None:
+        """The joint state of the observation stamped ``stamp_ns`` (waiting up to ``wait_s``), else the latest
+        (None before the first one)."""
+        with self._cond:
+            if not self.match_stamps:
+                return self.latest
+            self._cond.wait_for(lambda: self._paired(stamp_ns) is not None, timeout=wait_s)
+            paired = self._paired(stamp_ns)
+            if paired is not None:
+                return paired
+            self.unmatched += 1  # fallback (policy node only): the latest joint state, whatever its stamp
+            return self.latest

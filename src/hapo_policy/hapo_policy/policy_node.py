@@ -6,19 +6,19 @@
 
 camera/<name>/image_raw -> LatestFrames (callbacks only store) -> inference thread -> action + entropy,
 both stamped with the image stamp. Frames arriving during inference replace the pending one (counted).
+robot/joint_states -> JointsByStamp: the frame's own joint state, else the latest (frames.py has the rule).
 """
 
 from __future__ import annotations
 
-import collections
 import sys
 import threading
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
@@ -26,15 +26,17 @@ from hapo_interfaces import topics
 from hapo_interfaces.images import ImageError, to_array
 from hapo_interfaces.params import ParamError
 from hapo_interfaces.records import fill_action
-from hapo_interfaces.ros_main import NodeStartError, run_node
-from hapo_interfaces.ros_params import declare
 from hapo_interfaces.stamps import to_ns
+from hapo_interfaces.timing import LatencyWindow
 from hapo_policy.errors import CheckpointError
-from hapo_policy.frames import LatestFrames
+from hapo_policy.frames import JointsByStamp, LatestFrames
 from hapo_policy.model import VlaPolicy
 from hapo_policy.policy_params import PolicyParams
+from hapo_ros.diagnostics import OK, WARN, diagnostic_array, diagnostic_status
+from hapo_ros.main import NodeStartError, run_node
+from hapo_ros.parameters import declare
+from hapo_ros.qos import LATCHED
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # the mux wants the newest action only
 
 
@@ -60,10 +62,9 @@ class PolicyNode(Node):
             raise ParamError(f'parameter camera_names={names} must name {len(cams)} cameras (model has {cams})')
         self.frames = LatestFrames(cams, self.p.match_stamps)
         self.instruction = self.p.instruction
-        self.proprio: np.ndarray | None = None
-        self.proprio_by_stamp: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
-        self.bad_frames = self.no_proprio = self.unmatched_proprio = self.inferences = 0
-        self.latency_ms: collections.deque[float] = collections.deque(maxlen=1000)
+        self.joints = JointsByStamp(self.p.match_stamps)
+        self.bad_frames = self.no_proprio = self.inferences = 0
+        self.latency = LatencyWindow()
         for cam, name in zip(cams, names, strict=True):
             topic = topics.camera_topic(name)
             self.create_subscription(Image, topic, lambda m, c=cam, t=topic: self._on_image(c, t, m),
@@ -97,21 +98,7 @@ class PolicyNode(Node):
             self.get_logger().warning(f'{topics.JOINT_STATES}: {len(msg.position)} positions, need '
                                       f'{self.policy.proprio_dim}', throttle_duration_sec=5.0)
             return
-        self.proprio = np.asarray(msg.position[:self.policy.proprio_dim], dtype=np.float32)
-        self.proprio_by_stamp[to_ns(msg.header.stamp)] = self.proprio
-        while len(self.proprio_by_stamp) > 16:
-            self.proprio_by_stamp.popitem(last=False)
-
-    def _proprio_for(self, stamp_ns: int) -> np.ndarray | None:
-        """The joint state of the frame's observation (same stamp), waiting up to 50 ms; else the latest."""
-        if self.p.match_stamps:
-            deadline = time.monotonic() + 0.05
-            while stamp_ns not in self.proprio_by_stamp and time.monotonic() < deadline:
-                time.sleep(0.0005)
-            if stamp_ns in self.proprio_by_stamp:
-                return self.proprio_by_stamp[stamp_ns]
-            self.unmatched_proprio += 1
-        return self.proprio
+        self.joints.put(to_ns(msg.header.stamp), np.asarray(msg.position[:self.policy.proprio_dim], dtype=np.float32))
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
@@ -122,34 +109,28 @@ class PolicyNode(Node):
             frame = self.frames.take(timeout_s=0.2)
             if frame is None:
                 continue
-            proprio = self._proprio_for(frame.stamp_ns) if self.policy.proprio_dim > 0 else None
+            proprio = self.joints.for_frame(frame.stamp_ns) if self.policy.proprio_dim > 0 else None
             if self.policy.proprio_dim > 0 and proprio is None:
                 self.no_proprio += 1  # stale until the first joint state (no guessing at zeros)
                 self.get_logger().warning(f'no {topics.JOINT_STATES} yet: frame dropped', throttle_duration_sec=5.0)
                 continue
             start = time.perf_counter()
             pred = self.policy.predict(frame.images, self.instruction, proprio)
-            self.latency_ms.append((time.perf_counter() - start) * 1e3)
+            self.latency.add(time.perf_counter() - start)
             self.inferences += 1
             self.pub_action.publish(fill_action(JointState(), frame.stamp_ns, pred.action, 'policy'))
             self.pub_entropy.publish(fill_action(JointState(), frame.stamp_ns, pred.entropy, 'policy'))
 
     def _publish_diagnostics(self) -> None:
-        lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
-        values = {'latency_p50_ms': np.percentile(lat, 50), 'latency_p99_ms': np.percentile(lat, 99),
+        values = {**{f'latency_{k}': v for k, v in self.latency.summary_ms().items()},
                   'inferences': self.inferences, 'frames_received': self.frames.received,
                   'frames_skipped': self.frames.skipped, 'bad_frames': self.bad_frames,
-                  'frames_without_proprio': self.no_proprio, 'proprio_unmatched': self.unmatched_proprio,
-                  'policy_id': self.policy.policy_id,
-                  'checkpoint': self.policy.source or 'UNTRAINED'}
-        status = DiagnosticStatus(name=f'{self.get_name()}: inference', hardware_id=self.policy.policy_id,
-                                  level=DiagnosticStatus.OK if self.policy.source else DiagnosticStatus.WARN,
-                                  message='ok' if self.policy.source else 'untrained model',
-                                  values=[KeyValue(key=k, value=f'{v:.2f}' if isinstance(v, float) else str(v))
-                                          for k, v in values.items()])
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(msg)
+                  'frames_without_proprio': self.no_proprio, 'proprio_unmatched': self.joints.unmatched,
+                  'policy_id': self.policy.policy_id, 'checkpoint': self.policy.source or 'UNTRAINED'}
+        trained = bool(self.policy.source)
+        status = diagnostic_status(f'{self.get_name()}: inference', self.policy.policy_id, values,
+                                   OK if trained else WARN, 'ok' if trained else 'untrained model')
+        self.pub_diag.publish(diagnostic_array(self.get_clock().now().nanoseconds, status))
 
     def destroy_node(self) -> None:
         self._stop.set()

@@ -29,6 +29,7 @@ from mcap.exceptions import McapError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
 
+from hapo_interfaces import topics as tp
 from hapo_interfaces.images import ImageError, to_array
 from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, read_action, read_step
 from hapo_interfaces.stamps import to_ns
@@ -38,9 +39,10 @@ from hapo_recorder.relabel import relabel
 
 _YamlLoader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)  # libyaml when present: ~10x faster
 
-DEFAULT_TOPICS = {'cmd': '/hapo/cmd', 'episode': '/hapo/episode', 'policy_action': '/hapo/policy/action',
-                  'entropy': '/hapo/policy/entropy', 'joint_states': '/robot/joint_states',
-                  'instruction': '/hapo/instruction'}
+# Role -> recorded (absolute) topic name, for bags whose episode_info carries no topic table: the default names.
+DEFAULT_TOPICS = {role: '/' + name for role, name in (
+    ('cmd', tp.CMD), ('episode', tp.EPISODE), ('policy_action', tp.POLICY_ACTION),
+    ('entropy', tp.POLICY_ENTROPY), ('joint_states', tp.JOINT_STATES), ('instruction', tp.INSTRUCTION))}
 _CAMERA = re.compile(r'^/?(?:.*/)?camera/([^/]+)/image_raw$')
 
 

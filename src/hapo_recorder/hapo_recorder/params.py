@@ -28,6 +28,7 @@ class RecorderParams:
                                       '(0: close at once)', unit='s', lo=0.0, hi=10.0)
     policy_id: str = param('', 'id of the running policy, used when the start event carries none')
     input_device: str = param('', 'operator input device, used when the start event carries none')
-    # [''] not []: ros_params.declare cannot declare an empty typed list with this rclpy; '' entries are skipped
+    # [''] not []: hapo_ros.parameters.declare cannot declare an empty typed list with this rclpy;
+    # '' entries are skipped
     extra_topics: list = param([''], "more topics as 'name=pkg/msg/Type' (relative names are resolved)")
     diagnostics_period_s: float = param(1.0, 'period of /diagnostics (0: off)', unit='s', lo=0.0, hi=60.0)

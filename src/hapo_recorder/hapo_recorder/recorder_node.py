@@ -15,25 +15,26 @@ from __future__ import annotations
 import importlib
 import sys
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from hapo_interfaces import topics as tp
-from hapo_interfaces.ros_main import run_node
-from hapo_interfaces.ros_params import declare
 from hapo_recorder.bag_writer import typestore
 from hapo_recorder.params import RecorderParams
 from hapo_recorder.recorder import Recorder, TopicSpec
+from hapo_ros.diagnostics import OK, WARN, diagnostic_array, diagnostic_status
+from hapo_ros.main import run_node
+from hapo_ros.parameters import declare
+from hapo_ros.qos import LATCHED
 
 # Events, steps and policy actions: reliable, deep enough for a burst while the executor is busy.
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 # Sensors: best effort matches both best-effort (sensor data QoS) and reliable publishers.
 SENSOR = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
-# Instruction: transient local, so the one sent before the recorder started still arrives.
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Instruction: LATCHED (transient local), so the one sent before the recorder started still arrives.
 JS, IMG, STR = 'sensor_msgs/msg/JointState', 'sensor_msgs/msg/Image', 'std_msgs/msg/String'
 
 
@@ -117,22 +118,14 @@ class RecorderNode(Node):
 
     def _diagnostics(self) -> None:
         snap = self.recorder.snapshot()
-        msg = DiagnosticArray()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        ok, warn = DiagnosticStatus.OK, DiagnosticStatus.WARN
-        head = DiagnosticStatus(name='recorder', hardware_id='hapo_recorder',
-                                level=warn if snap['errors'] else ok,
-                                message=snap['last_error'] or ('recording' if snap['episode_open'] else 'idle'))
-        head.values = [KeyValue(key=k, value=str(snap[k])) for k in ('episode_open', 'bag', 'queue',
-                                                                     'episodes_written', 'errors')]
-        msg.status.append(head)
-        for topic, c in snap['topics'].items():
-            st = DiagnosticStatus(name=f'recorder: {topic}', hardware_id='hapo_recorder',
-                                  level=warn if c['dropped'] else ok,
-                                  message=f'{c["rate_hz"]} Hz, {c["dropped"]} dropped')
-            st.values = [KeyValue(key=k, value=str(v)) for k, v in c.items()]
-            msg.status.append(st)
-        self.diag_pub.publish(msg)
+        head = diagnostic_status('recorder', 'hapo_recorder',
+                                 {k: snap[k] for k in ('episode_open', 'bag', 'queue', 'episodes_written', 'errors')},
+                                 WARN if snap['errors'] else OK,
+                                 snap['last_error'] or ('recording' if snap['episode_open'] else 'idle'))
+        per_topic = [diagnostic_status(f'recorder: {topic}', 'hapo_recorder', c, WARN if c['dropped'] else OK,
+                                       f'{c["rate_hz"]} Hz, {c["dropped"]} dropped')
+                     for topic, c in snap['topics'].items()]
+        self.diag_pub.publish(diagnostic_array(self.get_clock().now().nanoseconds, head, *per_topic))
 
 
 def main(args=None) -> int:

@@ -8,7 +8,8 @@ Published: ``camera/<name>/image_raw`` (rgb8, sensor data QoS), ``robot/joint_st
 ``robot/object_state`` (JointState, reliable depth 10, same stamp as the images), ``hapo/instruction``
 (transient local), ``hapo/episode`` (reliable depth 50; START/SUCCESS/FAILURE/ABORT, origin 'sim').
 Subscribed: ``hapo/cmd`` (records.read_step), ``hapo/episode`` (terminal events of other origins end
-the episode). Service ``sim/reset`` (std_srvs/Trigger). Stepping rules: see ``stepping.py``.
+the episode). Service ``sim/reset`` (std_srvs/Trigger). The episode loop (what steps, when episodes start
+and end) is ``episode_loop.py``; stepping rules: ``stepping.py``.
 The first episode starts once the ``wait_for`` nodes subscribe ``hapo/episode`` (a recorder that came up
 after the START would lose that whole episode).
 """
@@ -19,23 +20,21 @@ import sys
 import time
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from hapo_interfaces import topics
-from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.images import fill_image
 from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, encode_event, read_step
-from hapo_interfaces.ros_main import run_node
-from hapo_interfaces.ros_params import declare
 from hapo_interfaces.stamps import fill
+from hapo_ros.main import run_node
+from hapo_ros.parameters import declare
+from hapo_ros.qos import LATCHED
 from hapo_sim.env import DEFAULT_INSTRUCTIONS, SimEnv, SimError, flatten_state, task_key
+from hapo_sim.episode_loop import EpisodeLoop, Output, Published
 from hapo_sim.sim_params import SimParams
-from hapo_sim.stepping import Episodes, LatestCommand, Lockstep, StampClock, Verdict
-
-ORIGIN = 'sim'
 
 
 class SimNode(Node):
@@ -45,9 +44,7 @@ class SimNode(Node):
         self.env = SimEnv(p.task, p.cameras, p.image_size, seed=p.seed, control_freq=p.control_rate_hz,
                           horizon=p.horizon)
         self.instruction = p.instruction or DEFAULT_INSTRUCTIONS[task_key(p.task)]
-        period_ns = int(1e9 / p.control_rate_hz)
-        self.lockstep, self.latest, self.clock = Lockstep(), LatestCommand(period_ns), StampClock()
-        self.episodes = Episodes(p.seed, p.horizon, p.max_episodes, p.auto_reset)
+        self.loop = EpisodeLoop(self.env, p, self.instruction)
         self.bad_cmd = 0
         # Images: sensor data (best effort, latest wins). States: reliable, the recorder wants every one.
         self.pub_img = {c: self.create_publisher(Image, topics.camera_topic(c), qos_profile_sensor_data)
@@ -55,9 +52,7 @@ class SimNode(Node):
         self.pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, 10)
         self.pub_objects = self.create_publisher(JointState, topics.OBJECT_STATE, 10)
         # Instruction: latched so late joiners get it; episode events: reliable and deep, none may be lost.
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_instr = self.create_publisher(String, topics.INSTRUCTION, latched)
+        self.pub_instr = self.create_publisher(String, topics.INSTRUCTION, LATCHED)
         self.pub_event = self.create_publisher(String, topics.EPISODE, 50)
         # Commands: reliable, depth 10 so the one answering the current observation is not overwritten.
         self.create_subscription(JointState, topics.CMD, self._on_cmd, 10)
@@ -79,10 +74,10 @@ class SimNode(Node):
                                    f'(at most {p.wait_timeout_s:.0f} s)')
             self._wait_timer = self.create_timer(0.1, self._on_wait)
         else:
-            self._start_episode()
+            self._emit(self.loop.start(self._now_ns()))
 
     def _on_wait(self) -> None:
-        if self.episodes.running:  # a reset service call started it meanwhile
+        if self.loop.episodes.running:  # a reset service call started it meanwhile
             self.destroy_timer(self._wait_timer)
             return
         readers = self.get_subscriptions_info_by_topic(self.resolve_topic_name(topics.EPISODE))
@@ -94,17 +89,24 @@ class SimNode(Node):
             self.get_logger().warning(f'{missing} not subscribed to {topics.EPISODE} after '
                                       f'{self.p.wait_timeout_s:.0f} s; starting anyway')
         self.destroy_timer(self._wait_timer)
-        self.get_logger().info(self._start_episode())
+        self._emit(self.loop.start(self._now_ns()))
+        self.get_logger().info(self.loop.started)
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _event(self, event: EpisodeEvent, **extra) -> None:
-        msg = EpisodeMessage(event, self.clock.next(self._now_ns()), ORIGIN, extra)
-        self.pub_event.publish(String(data=encode_event(msg)))
+    def _emit(self, outputs: list[Output]) -> None:
+        """Publish the loop's outputs in order: observations, episode events, log lines."""
+        for out in outputs:
+            if isinstance(out, Published):
+                self._publish(out)
+            elif isinstance(out, EpisodeMessage):
+                self.pub_event.publish(String(data=encode_event(out)))
+            else:
+                self.get_logger().info(out)
 
-    def _publish(self, obs) -> None:
-        stamp = self.clock.next(self._now_ns())
+    def _publish(self, out: Published) -> None:
+        obs, stamp = out.obs, out.stamp_ns
         joints = JointState(name=obs.joint_names, position=[float(v) for v in obs.joint_positions])
         fill(joints.header.stamp, stamp)
         names, values = flatten_state(obs.object_state)
@@ -114,7 +116,6 @@ class SimNode(Node):
         self._sent = [(self.pub_joints, joints), (self.pub_objects, objects)]
         self._sent += [(self.pub_img[c], fill_image(Image(), img, stamp, c)) for c, img in obs.images.items()]
         self._send()
-        self.lockstep.observed(stamp)
 
     def _send(self) -> None:
         for pub, msg in self._sent:
@@ -122,35 +123,9 @@ class SimNode(Node):
         self._sent_ns = self._now_ns()
 
     def _on_republish(self) -> None:
-        if self.lockstep.current_ns is not None and self._now_ns() - self._sent_ns >= self.p.republish_s * 1e9:
-            self.lockstep.counts['republished'] += 1
+        if self.loop.lockstep.current_ns is not None and self._now_ns() - self._sent_ns >= self.p.republish_s * 1e9:
+            self.loop.lockstep.counts['republished'] += 1
             self._send()
-
-    def _start_episode(self) -> str:
-        seed = self.episodes.start()
-        obs = self.env.reset(seed)
-        i = self.episodes.index
-        self._event(EpisodeEvent.START, task=self.env.task, instruction=self.instruction, seed=seed, episode=i)
-        self._publish(obs)
-        return f'episode {i} seed {seed}'
-
-    def _end_episode(self) -> None:
-        self.lockstep.idle()
-        if self.episodes.finish():
-            self._start_episode()
-        elif not self.episodes.can_start():
-            self.get_logger().info(f'max_episodes={self.p.max_episodes} done; idle')
-
-    def _advance(self, action) -> None:
-        obs, success = self.env.step(action)
-        outcome = self.episodes.outcome(self.env.steps, success)
-        self._publish(obs)
-        if outcome is EpisodeEvent.SUCCESS:
-            self._event(outcome, steps=self.env.steps)
-        elif outcome is EpisodeEvent.FAILURE:
-            self._event(outcome, reason='horizon', steps=self.env.steps)
-        if outcome is not None:
-            self._end_episode()
 
     def _on_cmd(self, msg: JointState) -> None:
         try:
@@ -160,14 +135,10 @@ class SimNode(Node):
             self.get_logger().warning(f'ignored bad {topics.CMD} ({self.bad_cmd} so far): {exc}',
                                       throttle_duration_sec=2.0)
             return
-        if self.p.mode == 'realtime':
-            self.latest.store(step, self._now_ns())
-        elif self.episodes.running and self.lockstep.offer(step) is Verdict.STEP:
-            self._advance(step.action)
+        self._emit(self.loop.command(self._now_ns(), step))
 
     def _on_tick(self) -> None:
-        if self.episodes.running:
-            self._advance(self.latest.choose(self._now_ns()))
+        self._emit(self.loop.tick(self._now_ns()))
 
     def _on_episode(self, msg: String) -> None:
         try:
@@ -175,18 +146,11 @@ class SimNode(Node):
         except RecordError as exc:
             self.get_logger().warning(f'ignored bad {topics.EPISODE}: {exc}', throttle_duration_sec=2.0)
             return
-        if event.origin != ORIGIN and event.event.terminal and self.episodes.running:
-            self.get_logger().info(f'episode {self.episodes.index} ended by {event.origin}: {event.event.name}')
-            self._end_episode()
+        self._emit(self.loop.ended_by(self._now_ns(), event))
 
     def _on_reset(self, request, response):
-        if self.episodes.running:
-            self._event(EpisodeEvent.ABORT, reason='reset', steps=self.env.steps)
-            self.episodes.finish()
-            self.lockstep.idle()
-        response.success = self.episodes.can_start()
-        response.message = (self._start_episode() if response.success
-                            else f'max_episodes={self.p.max_episodes} reached')
+        response.success, response.message, outputs = self.loop.reset(self._now_ns())
+        self._emit(outputs)
         return response
 
     def destroy_node(self):
@@ -194,7 +158,7 @@ class SimNode(Node):
         env, self.env = getattr(self, 'env', None), None
         if env is not None:
             # print, not the logger: after a signal the context (and so rosout) is already shut down.
-            print(f'sim_node: commands {dict(self.lockstep.counts)} realtime {dict(self.latest.counts)} '
+            print(f'sim_node: commands {dict(self.loop.lockstep.counts)} realtime {dict(self.loop.latest.counts)} '
                   f'bad {self.bad_cmd}', file=sys.stderr)
             env.close()
         return super().destroy_node()

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""Parameters of ``sim_node`` as one frozen schema (declared by ``ros_params.declare``); no ROS.
+"""Parameters of ``sim_node`` as one frozen schema (declared by ``hapo_ros.parameters.declare``); no ROS.
 
 Importable without rclpy, so the bringup runner and docs can list them: ``params.describe(field)``.
 """
@@ -33,7 +33,8 @@ class SimParams:
     republish_s: float = param(1.0, 'lockstep: republish an unanswered observation (same stamp) after this '
                                'long, for subscribers that joined late; 0 = never', unit='s', lo=0.0, hi=60.0,
                                read_only=True)
-    # [''] not []: ros_params.declare cannot declare an empty typed list with this rclpy; '' entries are skipped
+    # [''] not []: hapo_ros.parameters.declare cannot declare an empty typed list with this rclpy;
+    # '' entries are skipped
     wait_for: list = param([''], "nodes that must subscribe hapo/episode before the first episode starts, so none "
                                  "misses its START (the deploy graph: recorder_node, when recording)", read_only=True)
     wait_timeout_s: float = param(30.0, 'start anyway (with a warning) after waiting this long for wait_for',

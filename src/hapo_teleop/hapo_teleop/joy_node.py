@@ -21,8 +21,8 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Joy
 
 from hapo_interfaces import topics
-from hapo_interfaces.ros_main import run_node
-from hapo_interfaces.ros_params import declare
+from hapo_ros.main import run_node
+from hapo_ros.parameters import declare
 from hapo_teleop.joystick import EVENT, JoyParams, JoystickState
 
 

@@ -22,12 +22,14 @@ per new observation stamp; otherwise once per control tick.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from hapo_interfaces.enums import ControlSource, EpisodeEvent
 from hapo_interfaces.params import ParamError, param
 from hapo_interfaces.topics import ACTION_DIM
 from hapo_teleop.joy_mapping import JoyError, JoyInput, JoyMapping
+
+_JOY = JoyMapping()  # the joystick defaults live in JoyMapping; MuxParams declares them as parameters
 
 
 class Mode(enum.Enum):
@@ -50,18 +52,19 @@ class MuxParams:
                                  'per tick (real robot)', read_only=True)
     initial_gripper: float = param(-1.0, 'gripper value held before any command was executed (-1 open)',
                                    lo=-1.0, hi=1.0, read_only=True)
-    axis_map: list = param([1, 0, 4, -1, -1, 3], 'Joy axis index for x y z roll pitch yaw (-1: unmapped)')
-    axis_scale: list = param([1.0, 1.0, 1.0, 1.0, 1.0, -1.0], 'scale per motion dim (sign flips); '
+    axis_map: list = param(list(_JOY.axis_map), 'Joy axis index for x y z roll pitch yaw (-1: unmapped)')
+    axis_scale: list = param(list(_JOY.axis_scale), 'scale per motion dim (sign flips); '
                              'the action is a controller input in [-1, 1]')
-    deadzone: float = param(0.1, 'axis magnitude below which input is zero', lo=0.0, hi=0.99)
-    deadman_button: int = param(4, 'held: the human drives (Xbox LB)', lo=0, hi=63, read_only=True)
-    estop_button: int = param(1, 'press: e-stop, latched (Xbox B)', lo=0, hi=63, read_only=True)
-    estop_reset_button: int = param(7, 'press: release a latched e-stop (Xbox start)', lo=0, hi=63,
-                                    read_only=True)
-    gripper_button: int = param(0, 'press while driving: toggle gripper open/closed (Xbox A)', lo=-1, hi=63)
-    success_button: int = param(3, 'press: episode success (Xbox Y)', lo=-1, hi=63)
-    failure_button: int = param(2, 'press: episode failure (Xbox X)', lo=-1, hi=63)
-    next_button: int = param(6, 'press: abort this episode, start the next (Xbox back)', lo=-1, hi=63)
+    deadzone: float = param(_JOY.deadzone, 'axis magnitude below which input is zero', lo=0.0, hi=0.99)
+    deadman_button: int = param(_JOY.deadman_button, 'held: the human drives (Xbox LB)', lo=0, hi=63, read_only=True)
+    estop_button: int = param(_JOY.estop_button, 'press: e-stop, latched (Xbox B)', lo=0, hi=63, read_only=True)
+    estop_reset_button: int = param(_JOY.estop_reset_button, 'press: release a latched e-stop (Xbox start)',
+                                    lo=0, hi=63, read_only=True)
+    gripper_button: int = param(_JOY.gripper_button, 'press while driving: toggle gripper open/closed (Xbox A)',
+                                lo=-1, hi=63)
+    success_button: int = param(_JOY.success_button, 'press: episode success (Xbox Y)', lo=-1, hi=63)
+    failure_button: int = param(_JOY.failure_button, 'press: episode failure (Xbox X)', lo=-1, hi=63)
+    next_button: int = param(_JOY.next_button, 'press: abort this episode, start the next (Xbox back)', lo=-1, hi=63)
 
     def mapping(self) -> JoyMapping:
         """The joystick layout; ParamError (one line, naming the parameter) if it is inconsistent."""
@@ -71,9 +74,9 @@ class MuxParams:
             raise ParamError(f'joystick mapping: {exc}') from None
 
     def _mapping(self) -> JoyMapping:
-        return JoyMapping(tuple(int(i) for i in self.axis_map), tuple(float(s) for s in self.axis_scale),
-                          self.deadzone, self.deadman_button, self.estop_button, self.estop_reset_button,
-                          self.gripper_button, self.success_button, self.failure_button, self.next_button)
+        values = {f.name: getattr(self, f.name) for f in fields(JoyMapping)}  # same names
+        return JoyMapping(**{**values, 'axis_map': tuple(int(i) for i in self.axis_map),
+                             'axis_scale': tuple(float(s) for s in self.axis_scale)})
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,11 @@ class MuxLogic:
         self.acted_stamp_ns = max(self.acted_stamp_ns, cmd.stamp_ns)
         self.gripper = cmd.action[-1]
 
-    def _hold(self, out: Decision, now_ns: int, source: ControlSource) -> None:
+    def hold(self, now_ns: int, source: ControlSource = ControlSource.NONE) -> Command:
+        """The hold command: zero motion, gripper kept, stamped with the current observation (else ``now_ns``)."""
         stamp = self.obs_stamp_ns if self.obs_stamp_ns is not None else now_ns
-        out.commands.append(Command(stamp, (0.0,) * (ACTION_DIM - 1) + (self.gripper,), source))
+        return Command(stamp, (0.0,) * (ACTION_DIM - 1) + (self.gripper,), source)
+
+    def _hold(self, out: Decision, now_ns: int, source: ControlSource) -> None:
+        out.commands.append(self.hold(now_ns, source))
         self.counts['estop_commands' if source is ControlSource.STOPPED else 'hold_commands'] += 1

@@ -23,13 +23,12 @@ from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 
 from hapo_interfaces import topics
-from hapo_interfaces.diagnostics import diagnostic_array
-from hapo_interfaces.enums import ControlSource
 from hapo_interfaces.records import EpisodeMessage, ExecutedStep, RecordError, encode_event, fill_step, read_action
-from hapo_interfaces.ros_main import run_node
-from hapo_interfaces.ros_params import declare
 from hapo_interfaces.stamps import to_ns
 from hapo_interfaces.timing import LatencyWindow
+from hapo_ros.diagnostics import diagnostic_array, diagnostic_status
+from hapo_ros.main import run_node
+from hapo_ros.parameters import declare
 from hapo_teleop.joy_mapping import joy_input
 from hapo_teleop.mux import Decision, MuxLogic, MuxParams, PolicyInput
 
@@ -99,16 +98,14 @@ class MuxNode(Node):
     def publish_diagnostics(self) -> None:
         values = {'mode': self.logic.mode.value, **self.logic.counts, 'bad_policy_messages': self.bad_policy}
         values.update({f'forward_latency_{k}': v for k, v in self.latency.summary_ms().items()})
-        self.diag_pub.publish(diagnostic_array(self.now_ns(), 'hapo_teleop/mux', self.get_fully_qualified_name(),
-                                               values))
+        status = diagnostic_status('hapo_teleop/mux', self.get_fully_qualified_name(), values)
+        self.diag_pub.publish(diagnostic_array(self.now_ns(), status))
 
     def on_exit(self) -> None:
         """Leave the robot safe: one last hold command (zero motion, gripper kept)."""
         if not self.context.ok():
             return
-        stamp = self.logic.obs_stamp_ns or self.now_ns()
-        hold = (0.0,) * 6 + (self.logic.gripper,)
-        self.cmd_pub.publish(fill_step(JointState(), ExecutedStep(stamp, hold, ControlSource.NONE)))
+        self.publish(Decision(commands=[self.logic.hold(self.now_ns())]))
         # Reliable delivery is asynchronous: destroying the publisher right away could drop the message.
         self.cmd_pub.wait_for_all_acked(Duration(seconds=1.0))
 

@@ -36,6 +36,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from hapo_interfaces.enums import TRAINING_LABELS, ControlSource, Label
+from hapo_interfaces.stamps import match_stamp
 from hapo_policy.checkpoint import atomic_dir
 from hapo_policy.observation import Observation
 from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
@@ -150,14 +151,6 @@ def default_cache_dir(data: DataConfig) -> Path:
     return Path(os.environ.get('HAPO_CACHE', Path.home() / '.cache' / 'hapo')) / 'datasets'
 
 
-def _nearest_before(stamps: np.ndarray, t: int, max_lag_ns: int) -> int | None:
-    """Index of the exact stamp ``t``, else of the latest stamp in [t - max_lag_ns, t]; None if none."""
-    j = int(np.searchsorted(stamps, t, side='right')) - 1  # stamps sorted ascending
-    if j < 0 or t - stamps[j] > max_lag_ns:
-        return None
-    return j
-
-
 def _episode_samples(ep: Any, spec: BuildSpec, drops: dict[str, int]) -> dict[str, Any]:
     """Rows of one episode that survive the drop rules; every dropped step counted by its reason."""
     d = spec.data
@@ -183,14 +176,14 @@ def _episode_samples(ep: Any, spec: BuildSpec, drops: dict[str, int]) -> dict[st
         frames: dict[str, int] = {}
         if reason is None:
             for cam in spec.cameras:
-                j = _nearest_before(cam_stamps[cam], stamp, max_lag_ns)
+                j = match_stamp(cam_stamps[cam], stamp, max_lag_ns)
                 if j is None:
                     reason = f'no_image_{cam}'
                     break
                 frames[cam] = int(cam_stamps[cam][j])
         js = None
         if reason is None and spec.proprio_dim > 0:
-            j = _nearest_before(js_stamps, stamp, max_lag_ns)
+            j = match_stamp(js_stamps, stamp, max_lag_ns)
             if j is None or len(ep.joint_states[int(js_stamps[j])]) < spec.proprio_dim:
                 reason = 'no_proprio'
             else:

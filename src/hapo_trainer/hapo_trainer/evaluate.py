@@ -11,7 +11,7 @@ A refined policy should be close to corrections and far from the undesirable act
 
 Writes the JSON (and a PNG bar plot next to it when matplotlib is installed; otherwise the JSON says so).
 ``--live`` replays the bags over ROS topics at their recorded pace into a running policy node instead
-(``replay_node.py``: checks the live path; the only part of the trainer that needs ROS)::
+(``hapo_recorder.replay_node``: checks the live path; the trainer itself holds no node)::
 
     hapo evaluate --live --policy runs/round1/policy --bags runs/episodes --out runs/round1/live.json
 """
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 def _live(args: argparse.Namespace) -> int:
     from hapo_policy.errors import CheckpointError
     from hapo_policy.model import VlaPolicy
+    from hapo_recorder import replay_node
     from hapo_recorder.bag_reader import BagError
-    from hapo_trainer import replay_node
 
     try:
         cfg = load_config(args.config)

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""The ``main()`` every node shares: init, spin, clean exit on SIGINT/SIGTERM, one-line start errors.
+"""``run_node``, the ``main()`` every node shares: init, spin, clean exit on SIGINT/SIGTERM, one-line start errors.
 
 SIGINT/SIGTERM only set a flag; the spin loop sees it between callbacks. Raising KeyboardInterrupt
 from the handler (Python's and rclpy's default) lands inside whatever runs at that moment: in

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
-"""Declare a parameter schema (params.py) on a node and read it back once, validated."""
+"""Declare a parameter schema (a frozen dataclass of ``hapo_interfaces.params``) on a node; read it back validated."""
 
 from __future__ import annotations
 

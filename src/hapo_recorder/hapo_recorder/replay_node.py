@@ -2,15 +2,18 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """Live bag replay: recorded observations over ROS topics, at their original pace, into a running policy node.
 
+The recorder owns bag playback (as ``ros2 bag play`` belongs with ``ros2 bag record``); the trainer's
+``hapo evaluate --live`` calls ``load`` and ``score`` here, so the trainer itself holds no node::
+
     hapo evaluate --live --policy CKPT --bags runs/episodes [--rate 1.0] [--K 10] [--out live.json]
     (with policy_node running: hapo deploy sim:=false record:=false checkpoint:=CKPT, or ros2 run)
 
 Per episode: the recorded instruction (transient local), then for every observation the joint state
 and the camera images with their original stamps, paced as recorded (``--rate`` scales). The policy
-node's answers on ``hapo/policy/action`` are matched by stamp. For each training step (relabelled
-with K) we report per class the action L1 and token accuracy against the executed action, the share
-answered, the stamp-to-answer latency, and whether the live answer equals what the same checkpoint
-computes offline on that observation (the live path must not change what the policy does).
+node's answers on ``hapo/policy/action`` are matched by stamp and scored by ``replay_score``: for each
+training step (relabelled with K), per class, the action L1 and token accuracy against the executed action,
+the share answered, the stamp-to-answer latency, and whether the live answer equals what the same
+checkpoint computes offline on that observation (the live path must not change what the policy does).
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
@@ -33,12 +35,11 @@ from hapo_interfaces import topics
 from hapo_interfaces.images import fill_image
 from hapo_interfaces.records import RecordError, read_action
 from hapo_interfaces.stamps import fill, to_ns
-from hapo_recorder.bag_reader import Episode
-from hapo_recorder.relabel import relabel
+from hapo_recorder.bag_reader import Episode, list_episodes, read_episode
+from hapo_recorder.replay_score import episode_rows, summarise
+from hapo_ros.qos import LATCHED
 
-CLASSES = {1: 'correct', 2: 'correction', 0: 'undesirable'}
 WARMUP_NS = 1  # stamp of the warm-up observation (before any recorded one)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class LiveReplay:
@@ -134,44 +135,12 @@ def score(policy: Any, episodes: list[Episode], k: int, rate: float, timeout_s: 
                                f'{policy.camera_names} within {timeout_s:.0f} s')
         rows = []
         for ep in episodes:
-            sent = replay.play(ep, rate)
-            labels = relabel(ep.sources, k, ep.demo)
-            for i, (stamp, c) in enumerate(zip(ep.step_stamps_ns.tolist(), labels.tolist(), strict=True)):
-                if c < 0 or stamp not in sent or not all(stamp in f for f in ep.images.values()):
-                    continue
-                answer = replay.answers.get(stamp)
-                proprio = ep.joint_states.get(stamp)
-                offline = policy.predict({cam: ep.images[cam][stamp] for cam in policy.camera_names},
-                                         ep.instruction, None if proprio is None else proprio[:policy.proprio_dim])
-                rows.append((c, ep.actions[i], answer, offline.tokens, sent[stamp]))
+            rows += episode_rows(policy, ep, k, replay.play(ep, rate), replay.answers)
     finally:
         replay.close()
-    return _summarise(policy, rows, replay.bad_answers)
-
-
-def _summarise(policy: Any, rows: list, bad_answers: int) -> dict[str, Any]:
-    out: dict[str, Any] = {'steps': len(rows), 'bad_answers': bad_answers, 'classes': {}}
-    for c, name in CLASSES.items():
-        mine = [r for r in rows if r[0] == c]
-        answered = [r for r in mine if r[2] is not None]
-        entry: dict[str, Any] = {'n': len(mine), 'answered': len(answered)}
-        if answered:
-            executed = np.array([r[1] for r in answered])  # (M, 7)
-            live = np.array([r[2][0] for r in answered])  # (M, 7)
-            live_tokens = policy.tokenizer.encode(live)  # (M, 7)
-            entry.update(action_l1=float(np.abs(live - executed).mean()),
-                         token_accuracy=float((live_tokens == policy.tokenizer.encode(executed)).mean()),
-                         agrees_with_offline=float(np.mean([(lt == r[3]).all() for lt, r in
-                                                            zip(live_tokens, answered, strict=True)])),
-                         latency_p50_ms=float(np.percentile([(r[2][1] - r[4]) / 1e6 for r in answered], 50)))
-        out['classes'][name] = entry
-    answered = sum(e['answered'] for e in out['classes'].values())
-    out['answered_fraction'] = answered / len(rows) if rows else 0.0
-    return out
+    return summarise(policy, rows, replay.bad_answers)
 
 
 def load(paths: list[str]) -> list[Episode]:
     """The episodes under ``paths`` with images decoded (skipping unreadable ones is the caller's choice)."""
-    from hapo_recorder.bag_reader import list_episodes, read_episode
-
     return [read_episode(Path(p)) for p in list_episodes(paths)]
