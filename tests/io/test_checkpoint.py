@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from hapo_policy.checkpoint import atomic_dir
 from hapo_policy.errors import CheckpointError
 from hapo_policy.init_checkpoint import main as init_main
 from hapo_policy.model import VlaPolicy
@@ -136,6 +140,41 @@ def test_save_refuses_non_checkpoint_dir_and_replaces_checkpoint(policy, tmp_pat
     first = policy.save_pretrained(tmp_path / 'ck')
     policy.save_pretrained(first)  # an existing checkpoint is replaced atomically
     assert sorted(p.name for p in tmp_path.iterdir()) == ['ck', 'data']  # no temp/old dirs left behind
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from hapo_policy.checkpoint import atomic_dir
+with atomic_dir(Path(sys.argv[1])) as tmp:
+    (tmp / 'half.bin').write_bytes(b'x' * 1000)
+    print('writing', flush=True)
+    time.sleep(60)
+"""
+
+
+def _start_writer(path):
+    proc = subprocess.Popen([sys.executable, '-c', _WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == 'writing'
+    return proc
+
+
+def test_atomic_dir_removes_what_a_killed_writer_left_and_spares_a_live_one(tmp_path):
+    killed, live = _start_writer(tmp_path / 'ck'), _start_writer(tmp_path / 'ck')
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        partials = sorted(p.name for p in tmp_path.glob('.ck.*.partial'))
+        assert len(partials) == 2  # SIGKILL ran no cleanup
+        with atomic_dir(tmp_path / 'ck') as tmp:
+            (tmp / 'done.txt').write_text('ok')
+        left = sorted(p.name for p in tmp_path.glob('.ck.*.partial'))
+        assert len(left) == 1 and left[0].startswith(f'.ck.{live.pid}-')  # the live writer's, untouched
+        assert (tmp_path / 'ck' / 'done.txt').read_text() == 'ok'
+    finally:
+        for proc in (killed, live):
+            proc.kill()
+            proc.wait(10)
 
 
 def test_init_checkpoint_cli(tmp_path, capsys):

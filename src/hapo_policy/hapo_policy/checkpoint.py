@@ -18,6 +18,7 @@ caches, imported statistics): a reader never sees a half-written file or directo
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -86,7 +87,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a new empty directory beside ``path`` to fill; when the block succeeds it becomes ``path`` by rename
     (an existing ``path`` is moved aside first and removed after), when it raises it is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent))
+    _remove_stale_partials(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.{os.getpid()}-', suffix='.partial', dir=path.parent))
     try:
         yield tmp
         if path.exists():
@@ -99,6 +101,25 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Remove the ``.<name>.<pid>-*.partial`` directories that a writer killed mid-write left beside ``path``
+    (its pid is gone); a live writer's partial is left alone."""
+    for partial in path.parent.glob(f'.{glob.escape(path.name)}.*-*.partial'):
+        pid = partial.name[len(path.name) + 2:].split('-', 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
