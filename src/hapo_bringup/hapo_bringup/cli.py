@@ -27,6 +27,7 @@ VERBS = {
     'dataset': ('hapo_trainer.dataset', 'bags -> preference dataset (cached) + summary.json'),
     'optimize': ('hapo_trainer.optimize', 'fine-tune a policy on recorded episodes (HAPO and baselines)'),
     'evaluate': ('hapo_trainer.evaluate', 'replay recorded episodes through a policy'),
+    'evaluate-sim': ('hapo_bringup.evaluate_sim', 'closed-loop success of a checkpoint on sim seeds (the graph)'),
     'compare': ('hapo_trainer.compare', 'paired comparison of two evaluate-sim results (exact McNemar)'),
     'import-stats': ('hapo_policy.import_stats', "an OpenVLA checkpoint's norm_stats[unnorm_key] -> action_stats.json"),
 }

@@ -41,7 +41,9 @@ def wilson95(successes: int, n: int) -> tuple[float, float]:
     centre = p + Z95 ** 2 / (2 * n)
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n))
     scale = 1 + Z95 ** 2 / n
-    return max(0.0, (centre - half) / scale), min(1.0, (centre + half) / scale)
+    lo = 0.0 if successes == 0 else max(0.0, (centre - half) / scale)  # exact ends, not 5e-17
+    hi = 1.0 if successes == n else min(1.0, (centre + half) / scale)
+    return lo, hi
 
 
 def mcnemar_exact(b: int, c: int) -> float:
