@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import signal
 import subprocess
@@ -13,9 +11,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-_LOCK_DIR = Path(os.environ.get('HAPO_TEST_LOCK_DIR', '/tmp/hapo-ros-domains'))
-_held_locks: list = []
 
 
 def wait_for(cond: Callable[[], bool], timeout_s: float, poll_s: float = 0.02, what: str = 'condition') -> None:
@@ -31,20 +26,10 @@ def wait_for(cond: Callable[[], bool], timeout_s: float, poll_s: float = 0.02, w
 
 
 def unique_domain_id() -> int:
-    """Reserve a ROS_DOMAIN_ID in 1..100 with a file lock held for the life of this process."""
-    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    start = (os.getpid() * 7) % 100
-    for i in range(100):
-        domain = 1 + (start + i) % 100
-        f = open(_LOCK_DIR / f'{domain}.lock', 'w')  # noqa: SIM115 (held open on purpose)
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            continue
-        _held_locks.append(f)
-        return domain
-    raise RuntimeError('no free ROS_DOMAIN_ID in 1..100')
+    """A ROS_DOMAIN_ID no other test, bench or tool of this machine holds (locked for this process)."""
+    from hapo_ros.background import reserve_domain_id
+
+    return reserve_domain_id()
 
 
 def _param_arg(value) -> str:
@@ -99,7 +84,7 @@ class NodeProcess:
 
 
 class RosProbe:
-    """A test-side rclpy node in its own Context, spun in a background thread.
+    """A test-side rclpy node in its own Context, spun in a background thread (``hapo_ros.background``).
 
     ``with RosProbe(domain) as probe: probe.node.create_subscription(...)``; callbacks run on the
     spin thread, so keep what they store in lists (append is atomic).
@@ -109,26 +94,11 @@ class RosProbe:
         self.domain_id, self.name = domain_id, name
 
     def __enter__(self) -> RosProbe:
-        import threading
+        from hapo_ros.background import BackgroundNode
 
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=self.domain_id)
-        self.node = rclpy.create_node(self.name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self._bg = BackgroundNode(self.name, self.domain_id)
+        self.node, self.context = self._bg.node, self._bg.context
         return self
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
 
     def collect(self, msg_type, topic: str, qos=10) -> list:
         """Subscribe and return the list every received message is appended to."""
@@ -137,12 +107,7 @@ class RosProbe:
         return received
 
     def close(self) -> None:
-        self.__exit__()
+        self._bg.close()
 
     def __exit__(self, *exc) -> None:
-        # The spin thread ends before the node goes: one still inside rclpy at exit aborts the process (-6).
-        self.executor.shutdown(timeout_sec=5.0)
-        self._thread.join(timeout=5)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._thread.join(timeout=5)
+        self._bg.close()

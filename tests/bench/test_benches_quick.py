@@ -22,6 +22,7 @@ QUICK = {
     'bench_dataset.py': ['--episodes', '2', '--repeats', '1'],
     'bench_train_step.py': ['--repeats', '3', '--warmup', '1'],
     'bench_sim.py': ['--steps', '10', '--size', '64'],
+    'bench_evaluate.py': ['--quick'],
 }
 
 

@@ -34,6 +34,14 @@ def test_overrides_reach_the_nodes_that_declare_them():
     assert params['sim_node']['wait_for'] == ['recorder_node']
 
 
+@pytest.mark.parametrize('text', ["[agentview,robot0_eye_in_hand]", "['agentview', 'robot0_eye_in_hand']",
+                                  'agentview,robot0_eye_in_hand'])
+def test_list_overrides_parse_as_ros_writes_them(text):
+    _, params = resolve(config_dir() / 'deploy.yaml', [f'cameras:={text}', 'axis_map:=[1, 0, 2, -1, -1, 3]'])
+    assert params['sim_node']['cameras'] == params['recorder_node']['cameras'] == ['agentview', 'robot0_eye_in_hand']
+    assert params['mux_node']['axis_map'] == [1, 0, 2, -1, -1, 3]
+
+
 @pytest.mark.parametrize(('override', 'match'), [
     ('bogus:=1', 'no node declares'), ('mode:=fast', "not one of"), ('image_size:=big', 'is not a int'),
     ('nobody.x:=1', 'unknown node'), ('seed=3', 'not key:=value')])

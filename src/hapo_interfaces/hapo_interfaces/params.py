@@ -79,6 +79,10 @@ def coerce(field: dataclasses.Field, value: Any) -> Any:
             return bool(value)
         if isinstance(default, list):
             kind = type(default[0]) if default else str
+            if isinstance(value, str):  # from a command line: "[a, 'b']" or "a,b"
+                inner = value.strip()
+                inner = inner[1:-1] if inner.startswith('[') and inner.endswith(']') else inner
+                value = [v.strip().strip('\'"') for v in inner.split(',') if v.strip()]
             return [kind(v) for v in value]
         return type(default)(value)
     except (TypeError, ValueError):

@@ -18,15 +18,10 @@ checkpoint computes offline on that observation (the live path must not change w
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -37,18 +32,17 @@ from hapo_interfaces.records import RecordError, read_action
 from hapo_interfaces.stamps import fill, to_ns
 from hapo_recorder.bag_reader import Episode, list_episodes, read_episode
 from hapo_recorder.replay_score import episode_rows, summarise
+from hapo_ros.background import BackgroundNode
 from hapo_ros.qos import LATCHED
 
 WARMUP_NS = 1  # stamp of the warm-up observation (before any recorded one)
 
 
-class LiveReplay:
+class LiveReplay(BackgroundNode):
     """Publishes episodes and collects the policy node's answers (a node in its own context)."""
 
     def __init__(self, cameras: list[str], domain_id: int | None = None):
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node('bag_replay', context=self.context)
+        super().__init__('bag_replay', domain_id)
         self.answers: dict[int, tuple[tuple[float, ...], int]] = {}  # stamp -> (action, receive ns)
         self.bad_answers = 0
         self.pub_images = {c: self.node.create_publisher(Image, topics.camera_topic(c), qos_profile_sensor_data)
@@ -57,14 +51,6 @@ class LiveReplay:
         self.pub_instruction = self.node.create_publisher(String, topics.INSTRUCTION, LATCHED)
         self.sub = self.node.create_subscription(JointState, topics.POLICY_ACTION, self._on_action,
                                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self._spin_until_shutdown, daemon=True)
-        self._spin.start()
-
-    def _spin_until_shutdown(self) -> None:
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
 
     def _on_action(self, msg: JointState) -> None:
         try:
@@ -115,15 +101,6 @@ class LiveReplay:
             sent[stamp] = time.time_ns()
         time.sleep(0.5)  # the last answers
         return sent
-
-    def close(self) -> None:
-        """Stop the spin thread before destroying what it uses: a thread still inside rclpy when the interpreter
-        exits aborts the process ('terminate called without an active exception', exit -6; seen under load)."""
-        self.executor.shutdown(timeout_sec=5.0)
-        self._spin.join(timeout=5.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._spin.join(timeout=5.0)
 
 
 def score(policy: Any, episodes: list[Episode], k: int, rate: float, timeout_s: float = 30.0) -> dict[str, Any]:

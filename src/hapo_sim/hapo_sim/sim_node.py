@@ -41,7 +41,9 @@ class SimNode(Node):
     def __init__(self, **kwargs):
         super().__init__('sim', **kwargs)
         p = self.p = declare(self, SimParams)
-        self.env = SimEnv(p.task, p.cameras, p.image_size, seed=p.seed, control_freq=p.control_rate_hz,
+        # The model is always made with SimEnv's fixed seed (robosuite samples object sizes then); ``seed`` only
+        # picks episodes, so seed s is the same scene whichever node or evaluation worker runs it.
+        self.env = SimEnv(p.task, p.cameras, p.image_size, control_freq=p.control_rate_hz,
                           horizon=p.horizon)
         self.instruction = p.instruction or DEFAULT_INSTRUCTIONS[task_key(p.task)]
         self.loop = EpisodeLoop(self.env, p, self.instruction)

@@ -1,0 +1,248 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: HAPO workspace authors
+"""Closed-loop evaluation on the simulated robot, through the deployment graph (sim + policy + mux).
+
+    hapo evaluate-sim --policy CKPT --seeds 1000:1050 [--workers 2] [--out r.json] [key:=value ...]
+
+Each worker is one graph (``sim_node``, ``policy_node``, ``mux_node``, lockstep, no recorder, no joystick) on a
+ROS_DOMAIN_ID of its own, running a contiguous share of the seeds: episode i of a worker uses seed start + i.
+A node in this process counts, per episode, the outcome (``hapo/episode``) and the executed steps by source
+(``hapo/cmd``; see ``episode_tally``). Lockstep and greedy decoding make it reproducible: the same checkpoint and
+seeds give the same outcomes and the same executed actions (``actions_digest``), with any number of workers.
+The sim renders the cameras the checkpoint names, at its image size, unless ``cameras:=``/``image_size:=`` say
+otherwise. Output (also the schema ``hapo compare`` reads)::
+
+    {policy, policy_id, scenario, seeds: [a, b], episodes: [{seed, success, steps, takeovers, human_steps, ...}],
+     success_rate, wilson95, workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
+
+The rates count from the first episode's start (``startup_s`` is the time the nodes took to come up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hapo_bringup.episode_tally import EpisodeTally
+from hapo_bringup.graph import config_dir, resolve
+from hapo_bringup.runner import GraphRunner
+from hapo_interfaces.params import ParamError
+from hapo_trainer.compare import summarize
+
+BASE_OVERRIDES = ('record:=false', 'joy:=false', 'mode:=lockstep', 'auto_reset:=true')
+
+
+class EvaluationError(RuntimeError):
+    """The graph did not finish the episodes (a node died or stalled); the text says which and why."""
+
+
+def parse_seeds(text: str) -> range:
+    """'A:B' -> range(A, B) (B excluded); ParamError for anything else."""
+    try:
+        a, b = (int(x) for x in text.split(':'))
+    except ValueError:
+        raise ParamError(f'--seeds {text!r}: expected A:B, e.g. 1000:1050 (B excluded)') from None
+    if not 0 <= a < b:
+        raise ParamError(f'--seeds {text!r}: need 0 <= A < B')
+    return range(a, b)
+
+
+def split(seeds: range, workers: int) -> list[range]:
+    """Contiguous shares of ``seeds``, as even as possible, none empty."""
+    n = max(1, min(workers, len(seeds)))
+    bounds = [seeds.start + len(seeds) * i // n for i in range(n + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(n)]
+
+
+def checkpoint_cameras(path: Path) -> list[str]:
+    """``cameras:=``/``image_size:=`` overrides from a checkpoint's config.json (none for a foreign model)."""
+    try:
+        config = json.loads((path / 'config.json').read_text())
+    except (OSError, json.JSONDecodeError):
+        return []  # policy_node reports the unreadable checkpoint with its own one-line reason
+    out = []
+    if config.get('camera_names'):
+        out.append('cameras:=[' + ','.join(config['camera_names']) + ']')
+    if config.get('image_size'):
+        out.append(f'image_size:={int(config["image_size"])}')
+    return out
+
+
+def graph_overrides(policy: Path, overrides: Sequence[str], config: Path) -> list[str]:
+    """The overrides every worker's graph gets, checked (ParamError) before any process starts."""
+    overrides = [*checkpoint_cameras(policy), f'checkpoint:={policy}', *overrides]
+    resolve(config, [*BASE_OVERRIDES, *overrides])
+    return overrides
+
+
+@dataclass
+class Worker:
+    """One graph running ``seeds`` and the tally of what it did."""
+
+    seeds: range
+    runner: GraphRunner
+    log: Path
+    tally: EpisodeTally
+    listener: Any
+    policy_id: list
+
+    def alive(self) -> str | None:
+        """None while every node runs, else which one exited and how."""
+        for name, proc in self.runner.procs.items():
+            if proc.poll() is not None:
+                return f'{name} exited with code {proc.returncode}'
+        return None
+
+    def log_tail(self, lines: int = 25) -> str:
+        return '\n'.join(self.log.read_text(errors='replace').splitlines()[-lines:])
+
+
+def _start_worker(seeds: range, overrides: Sequence[str], config: Path, log_dir: Path) -> Worker:
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+
+    from hapo_interfaces import topics
+    from hapo_interfaces.records import RecordError, decode_event, read_step
+    from hapo_interfaces.stamps import to_ns
+    from hapo_ros.background import BackgroundNode, reserve_domain_id
+    from hapo_ros.qos import LATCHED
+
+    nodes, params = resolve(config, [*BASE_OVERRIDES, *overrides, f'seed:={seeds.start}',
+                                     f'max_episodes:={len(seeds)}'])
+    counter = f'hapo_evaluate_{seeds.start}'  # sim_node waits for it before the first episode
+    params['sim_node']['wait_for'] = [counter]
+    domain = reserve_domain_id()
+    tally, policy_id = EpisodeTally(), []
+    listener = BackgroundNode(counter, domain)
+
+    def on_event(msg):
+        with contextlib.suppress(RecordError):  # not ours to judge: the recorder reports malformed events
+            tally.event(decode_event(msg.data))
+
+    reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    listener.node.create_subscription(String, topics.EPISODE, on_event, reliable)
+    listener.node.create_subscription(JointState, topics.CMD, lambda m: tally.step(read_step(m)), reliable)
+    listener.node.create_subscription(JointState, topics.JOINT_STATES,
+                                      lambda m: tally.state(to_ns(m.header.stamp), m.position), reliable)
+    listener.node.create_subscription(String, topics.POLICY_ID, lambda m: policy_id.append(m.data), LATCHED)
+    log = log_dir / f'worker-{seeds.start}.log'
+    runner = GraphRunner(nodes, params, out=log.open('w'), env={'ROS_DOMAIN_ID': str(domain)})
+    runner.start()
+    return Worker(seeds, runner, log, tally, listener, policy_id)
+
+
+def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), workers: int = 1,
+                 config: Path | None = None, stall_s: float = 120.0,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run ``seeds`` with ``policy`` through ``workers`` graphs; the result dict (module docstring)."""
+    config = config or config_dir() / 'deploy.yaml'
+    overrides = graph_overrides(policy, overrides, config)
+    t0, interrupted = time.monotonic(), False
+    with tempfile.TemporaryDirectory(prefix='hapo-evaluate-') as tmp:
+        running: list[Worker] = []
+        try:
+            for share in split(seeds, workers):
+                running.append(_start_worker(share, overrides, config, Path(tmp)))
+            _wait(running, len(seeds), stall_s, progress)
+        except KeyboardInterrupt:
+            interrupted = True  # keep the episodes that ended
+        finally:
+            t1 = time.monotonic()
+            for w in running:
+                w.runner.stop()
+                w.listener.close()
+                w.runner.out.close()
+    up = min((w.tally.first_start for w in running if w.tally.first_start), default=t1)
+    elapsed = max(t1 - up, 1e-9)  # from the first episode's start: the rates exclude starting the nodes
+    episodes = sorted((e for w in running for e in w.tally.outcomes()), key=lambda e: e['seed'])
+    steps = sum(e['steps'] for e in episodes)
+    ids = {w.policy_id[-1] for w in running if w.policy_id}
+    return {'policy': str(policy), 'policy_id': ids.pop() if len(ids) == 1 else sorted(ids),
+            'scenario': next((o.split(':=', 1)[1] for o in overrides if o.startswith('scenario:=')), None),
+            'seeds': [seeds.start, seeds.stop], 'episodes': episodes, **summarize(episodes),
+            'workers': len(running), 'startup_s': round(up - t0, 2), 'elapsed_s': round(elapsed, 2),
+            'steps_per_s': round(steps / elapsed, 2),
+            'episodes_per_min': round(60 * len(episodes) / elapsed, 2),
+            **({'interrupted': True} if interrupted else {})}
+
+
+def _wait(workers: list[Worker], total: int, stall_s: float, progress: Callable[[int], None] | None) -> None:
+    done, last_change = 0, time.monotonic()
+    while done < total:
+        time.sleep(0.1)
+        now = sum(min(w.tally.completed, len(w.seeds)) for w in workers)
+        if now != done:
+            if progress:
+                progress(now - done)
+            done, last_change = now, time.monotonic()
+        for w in workers:
+            why = w.alive()
+            if why and w.tally.completed < len(w.seeds):
+                raise EvaluationError(f'seeds {w.seeds.start}:{w.seeds.stop}: {why}; its last output:\n{w.log_tail()}')
+        if time.monotonic() - last_change > stall_s:
+            w = min(workers, key=lambda w: w.tally.completed / len(w.seeds))
+            raise EvaluationError(f'no episode ended for {stall_s:.0f} s (seeds {w.seeds.start}:{w.seeds.stop}); '
+                                  f'its last output:\n{w.log_tail()}')
+
+
+def _seeds_arg(text: str) -> range:
+    try:
+        return parse_seeds(text)
+    except ParamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog='hapo evaluate-sim', formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1])
+    ap.add_argument('overrides', nargs='*', metavar='key:=value', help='deploy-graph parameters (hapo deploy --help)')
+    ap.add_argument('--policy', type=Path, required=True, help='checkpoint directory (save_pretrained)')
+    ap.add_argument('--seeds', type=_seeds_arg, required=True, metavar='A:B', help='episode seeds A..B-1')
+    ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
+                    help='parallel graphs, one ROS domain each (default: %(default)s)')
+    ap.add_argument('--config', type=Path, default=None, help='deploy parameter YAML (default: config/deploy.yaml)')
+    ap.add_argument('--stall-s', type=float, default=120.0, help='give up when no episode ends for this long')
+    ap.add_argument('--out', type=Path, default=None, help='write the result JSON here (default: stdout only)')
+    args = ap.parse_args(argv)
+    if not args.policy.is_dir():
+        print(f'hapo evaluate-sim: --policy {args.policy}: no such checkpoint directory', file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+
+    try:
+        graph_overrides(args.policy, args.overrides, args.config or config_dir() / 'deploy.yaml')
+        with tqdm(total=len(args.seeds), desc='evaluate-sim', unit='episode') as bar:
+            result = evaluate_sim(args.policy, args.seeds, args.overrides, args.workers, args.config,
+                                  args.stall_s, bar.update)
+    except (ParamError, EvaluationError) as exc:
+        print(f'hapo evaluate-sim: {exc}', file=sys.stderr)
+        return 2
+    if result.get('interrupted'):
+        print(f'hapo evaluate-sim: interrupted; keeping the {len(result["episodes"])} episodes that ended',
+              file=sys.stderr)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        from hapo_policy.checkpoint import atomic_write_text
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, text + '\n')
+    print(f'{result["success_rate"]:.1%} success on {len(result["episodes"])} seeds '
+          f'(95 % CI {result["wilson95"][0]:.1%}-{result["wilson95"][1]:.1%}); '
+          f'{result["steps_per_s"]} steps/s, {result["episodes_per_min"]} episodes/min', file=sys.stderr)
+    if not args.out:
+        print(text)
+    return 130 if result.get('interrupted') else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
