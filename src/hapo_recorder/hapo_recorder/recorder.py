@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from hapo_interfaces.enums import EpisodeEvent
-from hapo_interfaces.records import RecordError, decode_event, read_step
+from hapo_interfaces.enums import ControlSource, EpisodeEvent
+from hapo_interfaces.records import ExecutedStep, RecordError, decode_event, read_step
 from hapo_recorder.bag_writer import EpisodeWriter, RecorderError, typestore
 from hapo_recorder.episode import Close, EpisodeGate, Open
 from hapo_recorder.params import RecorderParams
 
 CRITICAL_ROLES = ('episode', 'cmd')
+DRIVING = (ControlSource.POLICY, ControlSource.HUMAN)
 PREROLL = 64  # stamped messages kept while no episode admits them (about 0.3 s of the deploy graph)
 
 
@@ -194,24 +195,29 @@ class Recorder:
                 self._replay_preroll(event.stamp_ns)
             return
         stamp = header_stamp_ns(raw) if self._stamped[topic] else None
-        if not self.gate.admit(stamp):
+        step = self._step(spec, raw) if spec.role == 'cmd' else None
+        if step is not None and step.source in DRIVING and self.writer is not None:
+            admitted = self.gate.admit_step(stamp, self.writer.driving_steps)
+        else:
+            admitted = self.gate.admit(stamp)
+        if not admitted:
             if stamp is not None:
                 self._preroll.append((topic, raw, recv_ns, stamp))
             with self._lock:
                 st.outside += 1
             return
-        if spec.role == 'cmd':
-            try:
-                step = read_step(self.store.deserialize_cdr(raw, spec.msgtype))
-            except (RecordError, ValueError, KeyError, struct.error) as exc:
-                step = None
-                with self._lock:
-                    st.malformed += 1
-                self.log('warn', f'malformed executed step on {topic} recorded but not tagged: {exc}')
-            if self._write(spec, log_ns, raw) and step is not None:
-                self.writer.add_step(step.stamp_ns, int(step.source))
-            return
-        self._write(spec, log_ns, raw)
+        if self._write(spec, log_ns, raw) and step is not None:
+            self.writer.add_step(step.stamp_ns, int(step.source))
+
+    def _step(self, spec: TopicSpec, raw: bytes) -> ExecutedStep | None:
+        """The executed step of a ``hapo/cmd`` message; None (logged: recorded but not tagged) if malformed."""
+        try:
+            return read_step(self.store.deserialize_cdr(raw, spec.msgtype))
+        except (RecordError, ValueError, KeyError, struct.error) as exc:
+            with self._lock:
+                self.stats[spec.topic].malformed += 1
+            self.log('warn', f'malformed executed step on {spec.topic} recorded but not tagged: {exc}')
+            return None
 
     def _replay_preroll(self, start_ns: int) -> None:
         """Record the pre-roll messages stamped at or after the episode's start, in arrival order."""

@@ -138,6 +138,7 @@ class JoyEncoder:
 
     mapping: JoyMapping
     initial_gripper: float = -1.0
+    size: tuple[int, int] = (0, 0)  # at least this many (axes, buttons) per message, e.g. (8, 11): an Xbox pad's
     gripper: float = field(init=False)
     _button_down: bool = field(init=False, default=False)
 
@@ -166,7 +167,8 @@ class JoyEncoder:
 
     def _message(self, axes: tuple[float, ...], grip: bool, stamp_ns: int) -> JoyInput:
         m = self.mapping
-        buttons = [0] * m.buttons_needed
+        axes = axes + (0.0,) * (self.size[0] - len(axes))
+        buttons = [0] * max(m.buttons_needed, self.size[1])
         buttons[m.deadman_button] = 1
         if m.gripper_button >= 0:
             buttons[m.gripper_button] = int(grip)
