@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(desc='collect-demos', unit='episode', total=len(seeds)) as bar:
             def planned(todo: list[int]) -> None:
                 if len(todo) < len(seeds):
-                    bar.write(f'{len(seeds) - len(todo)} seeds already recorded in {args.out}: skipped')
+                    bar.write(f'{len(seeds) - len(todo)} seeds already recorded in {args.out}: skipped',
+                              file=sys.stderr)
                 bar.reset(total=len(todo))
 
             def tick(success: bool) -> None:
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.set_postfix(success=ok[0])
 
             result = collect_demos(seeds, args.out, args.overrides, args.workers, args.config, args.stall_s,
-                                   log=bar.write, progress=tick, plan=planned)
+                                   log=lambda m: bar.write(m, file=sys.stderr), progress=tick, plan=planned)
     except (ParamError, CollectError) as exc:
         print(f'hapo collect-demos: {exc}', file=sys.stderr)
         return 2
