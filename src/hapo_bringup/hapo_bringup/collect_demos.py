@@ -58,13 +58,11 @@ COLLECT_GRAPH: tuple[NodeSpec, ...] = (
 DEFAULT_OVERRIDES = ('cameras:=[agentview,robot0_eye_in_hand]', 'image_size:=64', 'axis_map:=[1,0,4,6,7,3]')
 FIXED_OVERRIDES = ('mode:=lockstep', 'lockstep:=true', 'auto_reset:=true', 'demo:=true', 'input_device:=expert_node')
 COMPLETE = ('success', 'failure')
+JOYSTICK = ('initial_gripper', 'axis_map', 'axis_scale', 'deadzone', 'deadman_button', 'gripper_button')
 
 
 class CollectError(RuntimeError):
     """The demos could not be collected (a node died or stalled, DIR is busy); the text says which and why."""
-
-
-JOYSTICK = ('initial_gripper', 'axis_map', 'axis_scale', 'deadzone', 'deadman_button', 'gripper_button')
 
 
 def graph_params(overrides: Sequence[str], config: Path) -> dict[str, dict[str, Any]]:
@@ -95,13 +93,11 @@ class Recorded:
     incomplete: dict[int, list[Path]] = field(default_factory=dict)
 
     @classmethod
-    def scan(cls, out: Path, task: str, ignore: set[Path] = frozenset()) -> Recorded:
+    def scan(cls, out: Path, task: str) -> Recorded:
         from hapo_recorder.bag_reader import BagError, list_episodes, read_episode, read_metadata
 
         found = cls()
         for path in list_episodes([out]) if out.is_dir() else []:
-            if path in ignore:
-                continue
             try:
                 meta = read_metadata(path)
                 if meta is None:  # cut by a crash: the episode-info tag names task and seed
@@ -189,7 +185,8 @@ def collect_demos(seeds: range, out: Path, overrides: Sequence[str] = (), worker
             for path in before.incomplete.get(seed, []):
                 log(f'removing the incomplete demo bag of seed {seed}: {path}')
                 shutil.rmtree(path)
-        pool = Pool(_shares(todo, workers), workers, lambda share: _start_worker(share, params, out, Path(tmp)))
+        shares = _shares(todo, workers)
+        pool = Pool(shares, workers, lambda share: _start_worker(share, params, out, Path(tmp)))
         try:
             pool.run(out, task, set(_bags(out)), stall_s, progress)
         except KeyboardInterrupt:
@@ -204,7 +201,7 @@ def collect_demos(seeds: range, out: Path, overrides: Sequence[str] = (), worker
     new = [after.complete[s][1] for s in todo if s in after.complete]
     first = min((int(m['start_ns']) for m in new), default=0) / 1e9
     elapsed = max(max((int(m['end_ns']) for m in new), default=0) / 1e9 - first, 1e-9)
-    return {'task': task, 'seeds': [seeds.start, seeds.stop], 'out': str(out), 'workers': min(workers, len(todo)),
+    return {'task': task, 'seeds': [seeds.start, seeds.stop], 'out': str(out), 'workers': min(workers, len(shares)),
             'episodes': episodes, 'recorded': len(new), 'skipped': len(seeds) - len(todo),
             'success_rate': round(sum(e['success'] for e in episodes) / len(episodes), 4) if episodes else 0.0,
             'startup_s': round(first - t0, 2) if new else None, 'elapsed_s': round(elapsed, 2) if new else 0.0,

@@ -59,6 +59,7 @@ class Close:
 
     outcome: str
     reason: str = ''
+    steps: int | None = None  # driving steps the end event says the episode executed (a lockstep sim's); None: unknown
 
 
 class EpisodeGate:
@@ -79,12 +80,12 @@ class EpisodeGate:
         actions: list[Open | Close] = []
         if event.event == EpisodeEvent.START:
             if self.phase == Phase.CLOSING:
-                actions.append(Close(self._outcome))
+                actions.append(Close(self._outcome, steps=self._end_steps))
             elif self.phase == Phase.OPEN:
                 actions.append(Close('aborted', 'a new start arrived before an end event'))
             actions.append(Open(event))
             self.phase = Phase.OPEN
-            self._start_ns = event.stamp_ns
+            self._start_ns, self._end_steps = event.stamp_ns, None
         elif event.event.terminal:
             if self.phase != Phase.OPEN:
                 self.ignored_events += 1
@@ -117,14 +118,14 @@ class EpisodeGate:
         """Close a closing episode once its grace period is over."""
         if self.phase == Phase.CLOSING and now_ns >= self._close_at_ns:
             self.phase = Phase.IDLE
-            return [Close(self._outcome)]
+            return [Close(self._outcome, steps=self._end_steps)]
         return []
 
     def shutdown(self) -> list[Open | Close]:
         """Close whatever is open at shutdown: a closing episode keeps its outcome, an open one is 'aborted'."""
         phase, self.phase = self.phase, Phase.IDLE
         if phase == Phase.CLOSING:
-            return [Close(self._outcome)]
+            return [Close(self._outcome, steps=self._end_steps)]
         if phase == Phase.OPEN:
             return [Close('aborted', 'recorder shut down (SIGINT/SIGTERM)')]
         return []

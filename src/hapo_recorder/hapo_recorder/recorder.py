@@ -6,7 +6,7 @@ Data flow (``recorder_node`` feeds ``offer`` from raw subscription callbacks)::
 
     callbacks --offer(topic, raw, recv_ns)--> bounded queue --> writer thread
         hapo/episode  -> decode -> EpisodeGate -> open / close EpisodeWriter
-        hapo/cmd      -> decode -> step (stamp, source) -> write + tag
+        hapo/cmd      -> decode -> step (stamp, source) -> write + tag (a driving step one step later, see below)
         other topics  -> header stamp read from the CDR bytes -> EpisodeGate.admit -> write
                          (not admitted: kept in a short pre-roll, written if a START with an earlier stamp follows)
 
@@ -15,7 +15,10 @@ episode events and executed steps are small and rare and always queued, since lo
 labels. The pre-roll covers the executor's order: it takes ready subscriptions in creation order, not in
 arrival order, so the first step's messages can reach the queue before the START event they belong to.
 Per-topic counters (received, written, dropped, outside an episode) feed ``/diagnostics`` and each
-episode's custom_data.
+episode's custom_data. The newest driving (policy/human) step is held back until the next step or the end of the
+episode decides it: an end event that gives the episode's step count (a lockstep sim's) drops a step beyond it,
+the answer to the final observation, which nothing executes and which can arrive before the end event (a
+kill -9 loses that one held step more).
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class Recorder:
         self.last_path = ''
         self._latest_instruction: tuple[bytes, int] | None = None
         self._preroll: deque[tuple[str, bytes, int, int]] = deque(maxlen=PREROLL)  # (topic, raw, recv_ns, stamp)
+        self._held: tuple[TopicSpec, int, bytes, ExecutedStep] | None = None  # newest driving step, not yet written
         self.policy_id = params.policy_id  # replaced by what the policy node announces on hapo/policy/id
         self._opened_at: dict[str, tuple[int, int]] = {}
         self._last_log_ns = 0
@@ -196,8 +200,9 @@ class Recorder:
             return
         stamp = header_stamp_ns(raw) if self._stamped[topic] else None
         step = self._step(spec, raw) if spec.role == 'cmd' else None
-        if step is not None and step.source in DRIVING and self.writer is not None:
-            admitted = self.gate.admit_step(stamp, self.writer.driving_steps)
+        driving = step is not None and step.source in DRIVING and self.writer is not None
+        if driving:
+            admitted = self.gate.admit_step(stamp, self.writer.driving_steps + (self._held is not None))
         else:
             admitted = self.gate.admit(stamp)
         if not admitted:
@@ -206,8 +211,23 @@ class Recorder:
             with self._lock:
                 st.outside += 1
             return
+        if spec.role != 'cmd':
+            self._write(spec, log_ns, raw)
+            return
+        self._write_held()
+        if driving:
+            self._held = (spec, log_ns, raw, step)  # written by the next step, or decided at close
+        else:
+            self._write_step(spec, log_ns, raw, step)
+
+    def _write_step(self, spec: TopicSpec, log_ns: int, raw: bytes, step: ExecutedStep | None) -> None:
         if self._write(spec, log_ns, raw) and step is not None:
             self.writer.add_step(step.stamp_ns, int(step.source))
+
+    def _write_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._write_step(*held)
 
     def _step(self, spec: TopicSpec, raw: bytes) -> ExecutedStep | None:
         """The executed step of a ``hapo/cmd`` message; None (logged: recorded but not tagged) if malformed."""
@@ -244,6 +264,7 @@ class Recorder:
             self.errors += 1
             self.last_error = str(exc)
             self.log('error', f'{exc}; episode aborted, recorder continues')
+            self._held = None
             if self.writer is not None:
                 self.writer.abort()
                 self.last_path = str(self.writer.path or '')
@@ -290,6 +311,13 @@ class Recorder:
                          f'demo={info["demo"]}, k={p.k})')
 
     def _close(self, action: Close) -> None:
+        if self._held is not None and action.steps is not None and self.writer.driving_steps >= action.steps:
+            topic, self._held = self._held[0].topic, None  # answers the final observation: never executed
+            with self._lock:
+                self.stats[topic].outside += 1
+        self._write_held()
+        if self.writer is None:  # the held step's write failed: the episode is aborted
+            return
         writer, self.writer = self.writer, None
         with self._lock:
             counts = {t: {'received': s.received - self._opened_at.get(t, (0, 0))[0],
