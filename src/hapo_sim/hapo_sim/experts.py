@@ -134,7 +134,7 @@ class LiftExpert(PhaseExpert):
         cube = obs.object_state['cube_pos']
         if phase == 'hover':
             return cube + [0.0, 0.0, self.HOVER_M]
-        if phase == 'descend':
+        if phase in ('descend', 'close'):
             return cube + [0.0, 0.0, self.GRASP_DZ_M]
         if phase == 'lift':
             return self._phase_start + [0.0, 0.0, self.LIFT_M]
@@ -175,7 +175,7 @@ class PickPlaceCanExpert(PhaseExpert):
         eef = obs.object_state['eef_pos']
         if phase == 'hover':
             return can + [0.0, 0.0, self.HOVER_M]
-        if phase == 'descend':
+        if phase in ('descend', 'close'):
             return can + [0.0, 0.0, self.GRASP_DZ_M]
         if phase == 'lift':
             return eef + [self._phase_start[0] - eef[0], self._phase_start[1] - eef[1], self.CARRY_Z - can[2]]
