@@ -178,7 +178,7 @@ class PickPlaceCanExpert(PhaseExpert):
         if phase in ('descend', 'close'):
             return can + [0.0, 0.0, self.GRASP_DZ_M]
         if phase == 'lift':
-            return eef + [self._phase_start[0] - eef[0], self._phase_start[1] - eef[1], self.CARRY_Z - can[2]]
+            return np.array([*self._phase_start[:2], eef[2] + self.CARRY_Z - can[2]])  # straight up
         if phase == 'carry':
             return eef + np.append(self.GOAL_XY - can[:2], self.CARRY_Z - can[2])
         if phase == 'lower':
