@@ -26,6 +26,7 @@ VERBS = {
     'bag-info': ('hapo_recorder.info', 'one line per recorded episode'),
     'dataset': ('hapo_trainer.dataset', 'bags -> preference dataset (cached) + summary.json'),
     'optimize': ('hapo_trainer.optimize', 'fine-tune a policy on recorded episodes (HAPO and baselines)'),
+    'train-base': ('hapo_bringup.train_base', 'BC from a fresh model on demos, kept at its best closed-loop epoch'),
     'evaluate': ('hapo_trainer.evaluate', 'replay recorded episodes through a policy'),
     'evaluate-sim': ('hapo_bringup.evaluate_sim', 'closed-loop success of a checkpoint on sim seeds (the graph)'),
     'compare': ('hapo_trainer.compare', 'paired comparison of two evaluate-sim results (exact McNemar)'),

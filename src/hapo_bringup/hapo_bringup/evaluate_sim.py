@@ -12,8 +12,9 @@ seeds give the same outcomes and the same executed actions (``actions_digest``),
 The sim renders the cameras the checkpoint names, at its image size, unless ``cameras:=``/``image_size:=`` say
 otherwise. Output (also the schema ``hapo compare`` reads)::
 
-    {policy, policy_id, scenario, seeds: [a, b], episodes: [{seed, success, steps, takeovers, human_steps, ...}],
-     success_rate, wilson95, workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
+    {policy, policy_id, scenario, seeds: [a, b], seed_uses (hapo_sim.seeds),
+     episodes: [{seed, success, steps, takeovers, human_steps, ...}], success_rate, wilson95,
+     workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
 
 The rates count from the first episode's start (``startup_s`` is the time the nodes took to come up).
 """
@@ -36,6 +37,7 @@ from hapo_bringup.episode_tally import EpisodeTally
 from hapo_bringup.graph import config_dir, resolve
 from hapo_bringup.runner import GraphRunner
 from hapo_interfaces.params import ParamError
+from hapo_sim import seeds as seed_uses
 from hapo_trainer.compare import summarize
 
 BASE_OVERRIDES = ('record:=false', 'joy:=false', 'mode:=lockstep', 'auto_reset:=true')
@@ -169,7 +171,8 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
     ids = {w.policy_id[-1] for w in running if w.policy_id}
     return {'policy': str(policy), 'policy_id': ids.pop() if len(ids) == 1 else sorted(ids),
             'scenario': next((o.split(':=', 1)[1] for o in overrides if o.startswith('scenario:=')), None),
-            'seeds': [seeds.start, seeds.stop], 'episodes': episodes, **summarize(episodes),
+            'seeds': [seeds.start, seeds.stop], 'seed_uses': seed_uses.uses_of(seeds), 'episodes': episodes,
+            **summarize(episodes),
             'workers': len(running), 'startup_s': round(up - t0, 2), 'elapsed_s': round(elapsed, 2),
             'steps_per_s': round(steps / elapsed, 2),
             'episodes_per_min': round(60 * len(episodes) / elapsed, 2),
@@ -219,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tqdm import tqdm
 
+    warning = seed_uses.check(args.seeds, 'evaluation')
+    if warning:
+        print(f'hapo evaluate-sim: warning: {warning}; report figures on evaluation seeds only', file=sys.stderr)
     try:
         graph_overrides(args.policy, args.overrides, args.config or config_dir() / 'deploy.yaml')
         with tqdm(total=len(args.seeds), desc='evaluate-sim', unit='episode') as bar:
