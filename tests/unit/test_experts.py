@@ -73,8 +73,8 @@ def test_expert_check_counts_failures():
 
 
 @pytest.mark.parametrize(('args', 'message'), [
-    (['--task', 'lift', '--seeds', '5:2'], "--seeds '5:2': need 0 <= A < B"),
-    (['--task', 'lift', '--seeds', '0-50'], "--seeds '0-50': expected A:B"),
+    (['--task', 'lift', '--seeds', '5:2'], "seeds '5:2': need 0 <= A < B"),
+    (['--task', 'lift', '--seeds', '0-50'], "seeds '0-50': expected A:B"),
     (['--task', 'lift', '--seeds', '0:2', '--horizon', '0'], '--horizon 0: need >= 1'),
     (['--task', 'lift', '--seeds', '0:2', '--noise-std', '-0.1'], '--noise-std -0.1: need >= 0'),
     (['--task', 'stack', '--seeds', '0:2'], "no scripted expert for task 'stack'"),

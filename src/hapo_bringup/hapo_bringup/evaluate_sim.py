@@ -47,17 +47,6 @@ class EvaluationError(RuntimeError):
     """The graph did not finish the episodes (a node died or stalled); the text says which and why."""
 
 
-def parse_seeds(text: str) -> range:
-    """'A:B' -> range(A, B) (B excluded); ParamError for anything else."""
-    try:
-        a, b = (int(x) for x in text.split(':'))
-    except ValueError:
-        raise ParamError(f'--seeds {text!r}: expected A:B, e.g. 1000:1050 (B excluded)') from None
-    if not 0 <= a < b:
-        raise ParamError(f'--seeds {text!r}: need 0 <= A < B')
-    return range(a, b)
-
-
 def split(seeds: range, workers: int) -> list[range]:
     """Contiguous shares of ``seeds``, as even as possible, none empty."""
     n = max(1, min(workers, len(seeds)))
@@ -198,19 +187,12 @@ def _wait(workers: list[Worker], total: int, stall_s: float, progress: Callable[
                                   f'its last output:\n{w.log_tail()}')
 
 
-def _seeds_arg(text: str) -> range:
-    try:
-        return parse_seeds(text)
-    except ParamError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='hapo evaluate-sim', formatter_class=argparse.RawDescriptionHelpFormatter,
                                  description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1])
     ap.add_argument('overrides', nargs='*', metavar='key:=value', help='deploy-graph parameters (hapo deploy --help)')
     ap.add_argument('--policy', type=Path, required=True, help='checkpoint directory (save_pretrained)')
-    ap.add_argument('--seeds', type=_seeds_arg, required=True, metavar='A:B', help='episode seeds A..B-1')
+    ap.add_argument('--seeds', type=seed_uses.arg, required=True, metavar='A:B', help='episode seeds A..B-1')
     ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                     help='parallel graphs, one ROS domain each (default: %(default)s)')
     ap.add_argument('--config', type=Path, default=None, help='deploy parameter YAML (default: config/deploy.yaml)')

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from hapo_bringup.evaluate_sim import EvaluationError, evaluate_sim, parse_seeds
+from hapo_bringup.evaluate_sim import EvaluationError, evaluate_sim
 from hapo_interfaces.params import ParamError
 from hapo_sim import seeds as seed_uses
 
@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--out', type=Path, required=True, help='run directory (policy/, epochs/, manifest.json, tb/)')
     p.add_argument('--epochs', type=int, default=20, help='passes over the demo steps (default: %(default)s)')
     p.add_argument('--eval-every', type=int, default=4, help='closed-loop selection every N epochs and at the end')
-    p.add_argument('--select-seeds', type=parse_seeds, default=seed_uses.first('selection', 20), metavar='A:B',
+    p.add_argument('--select-seeds', type=seed_uses.arg, default=seed_uses.first('selection', 20), metavar='A:B',
                    help='selection seeds (default: the first 20 of hapo_sim.seeds selection)')
     p.add_argument('--workers', type=int, default=2, help='evaluation graphs in parallel (default: %(default)s)')
     p.add_argument('--config', default=None, help='trainer YAML instead of the base-training defaults '

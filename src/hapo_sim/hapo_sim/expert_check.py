@@ -25,17 +25,7 @@ from pathlib import Path
 
 from hapo_sim.env import SimEnv, SimError, task_key
 from hapo_sim.experts import EXPERTS, PhaseExpert, expert_for
-
-
-def parse_seeds(text: str) -> range:
-    """'A:B' -> range(A, B) (B excluded); SimError for anything else."""
-    try:
-        a, b = (int(x) for x in text.split(':'))
-    except ValueError:
-        raise SimError(f'--seeds {text!r}: expected A:B, e.g. 0:50 (B excluded)') from None
-    if not 0 <= a < b:
-        raise SimError(f'--seeds {text!r}: need 0 <= A < B')
-    return range(a, b)
+from hapo_sim.seeds import SeedError, parse
 
 
 def episode_horizon(task: str, horizon: int | None = None, noise_std: float = 0.0) -> int:
@@ -99,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     try:
-        seeds = parse_seeds(args.seeds)
+        seeds = parse(args.seeds)
         episode_horizon(args.task, args.horizon, args.noise_std)  # fail before the progress bar starts
         with tqdm(total=len(seeds), desc=f'expert {args.task}', unit='episode') as bar:
             result = check_expert(args.task, seeds, args.noise_std, args.horizon, bar.update)
-    except SimError as exc:
+    except (SimError, SeedError) as exc:
         print(f'expert_check: {exc}', file=sys.stderr)
         return 2
     text = json.dumps(result)

@@ -14,6 +14,8 @@ use's range and say when they are given seeds of another use:
 
 from __future__ import annotations
 
+import argparse
+
 USES: dict[str, range] = {
     'demos': range(0, 10_000),
     'selection': range(10_000, 20_000),
@@ -21,6 +23,29 @@ USES: dict[str, range] = {
     'bench': range(90_000, 100_000),
     'evaluation': range(100_000, 200_000),
 }
+
+
+class SeedError(ValueError):
+    """Seeds not written as A:B with 0 <= A < B; the text quotes them."""
+
+
+def parse(text: str) -> range:
+    """'A:B' -> range(A, B) (B excluded)."""
+    try:
+        a, b = (int(x) for x in text.split(':'))
+    except ValueError:
+        raise SeedError(f'seeds {text!r}: expected A:B, e.g. 100000:100050 (B excluded)') from None
+    if not 0 <= a < b:
+        raise SeedError(f'seeds {text!r}: need 0 <= A < B')
+    return range(a, b)
+
+
+def arg(text: str) -> range:
+    """``parse`` as an argparse type (its message, not argparse's generic one)."""
+    try:
+        return parse(text)
+    except SeedError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def first(use: str, n: int) -> range:
