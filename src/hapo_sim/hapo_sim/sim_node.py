@@ -64,8 +64,9 @@ class SimNode(Node):
         self.create_subscription(String, topics.EPISODE, self._on_episode, 50)
         self.create_service(Trigger, topics.RESET_SERVICE, self._on_reset)
         self.pub_instr.publish(String(data=self.instruction))
-        self.get_logger().info(f'task={self.env.task} mode={p.mode} cameras={list(p.cameras)} '
-                               f'{p.image_size}px horizon={p.horizon} seed={p.seed} max_episodes={p.max_episodes}')
+        self.get_logger().info(f'task={self.env.task} scenario={p.scenario or "none"} mode={p.mode} '
+                               f'cameras={list(p.cameras)} {p.image_size}px horizon={p.horizon} seed={p.seed} '
+                               f'max_episodes={p.max_episodes}')
         self._sent: list = []  # (publisher, message) of the current observation, for republishing
         self._sent_ns = 0
         if p.mode == 'realtime':
