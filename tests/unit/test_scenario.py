@@ -47,6 +47,8 @@ def test_only_task_is_required_and_names_are_normalised():
     s = parse_scenario({'task': 'PickPlaceCan'}, 'x.yaml')
     assert (s.task, s.horizon, s.cameras, s.image_size, s.instruction) == ('pick_place_can', None, None, None, '')
     assert s.variation == Variation() and s.variation.plain
+    empty = parse_scenario(yaml.safe_load('task: lift\ninstruction:\nhorizon:\nobject:\nplacement:\n'), 'x.yaml')
+    assert empty == Scenario(task='lift', source='x.yaml')
 
 
 def test_every_key():

@@ -209,8 +209,10 @@ class _Parser:
             self.fail(prefix + extra[0], f'unknown key (known: {", ".join(known)})')
 
     def typed(self, doc: Mapping, key: str, kind: type, default: Any = None) -> Any:
-        value = doc.get(key, default)
-        if value is not None and not isinstance(value, kind):
+        value = doc.get(key)
+        if value is None:  # absent, or 'key:' with nothing after it
+            return default
+        if not isinstance(value, kind):
             self.fail(key, f'{value!r} is not a {kind.__name__}')
         return value
 
@@ -225,7 +227,9 @@ class _Parser:
         return value
 
     def section(self, doc: Mapping, key: str, known: tuple[str, ...]) -> Mapping:
-        value = doc.get(key, {})
+        value = doc.get(key)
+        if value is None:
+            return {}
         if not isinstance(value, Mapping):
             self.fail(key, f'{value!r} is not a mapping of {", ".join(known)}')
         self.unknown(value, known, f'{key}.')
