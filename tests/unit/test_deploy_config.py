@@ -135,3 +135,38 @@ def test_bad_scenarios_fail_in_one_line(tmp_path, capsys):
     assert main(['deploy', '--dry-run', '--scenario', 'lift_color', 'image_size:=32']) == 0
     out = yaml.safe_load(capsys.readouterr().out)
     assert out['sim_node']['image_size'] == 32 and out['sim_node']['scenario'].endswith('lift_color.yaml')
+
+
+def _checkpoint(path, cameras, size):
+    from hapo_policy.init_checkpoint import main as init_checkpoint
+
+    init_checkpoint(['--out', str(path), '--image-size', str(size), *[a for c in cameras for a in ('--camera', c)]])
+    return path
+
+
+def test_the_checkpoint_sets_what_the_sim_renders_over_config_and_scenario(tmp_path):
+    two = _checkpoint(tmp_path / 'two', ['agentview', 'robot0_eye_in_hand'], 48)
+    _, params = resolve(config_dir() / 'deploy.yaml', [f'checkpoint:={two}'])
+    assert params['sim_node']['cameras'] == params['recorder_node']['cameras'] == ['agentview', 'robot0_eye_in_hand']
+    assert params['sim_node']['image_size'] == 48 and params['policy_node']['camera_names'] == ''
+    _, params = resolve(config_dir() / 'deploy.yaml', [f'checkpoint:={two}', 'image_size:=96'])
+    assert params['sim_node']['image_size'] == 96  # the command line still wins
+    one = _checkpoint(tmp_path / 'one', ['agentview'], 32)
+    _, params = resolve(config_dir() / 'deploy.yaml', ['scenario:=lift', f'policy_node.checkpoint:={one}'])
+    assert params['sim_node']['cameras'] == ['agentview'] and params['sim_node']['image_size'] == 32
+    assert params['sim_node']['task'] == 'lift' and params['sim_node']['horizon'] == 200  # the rest of the scenario
+
+
+def test_a_relative_checkpoint_is_found_under_the_config_directory(tmp_path, monkeypatch):
+    import shutil
+
+    conf = tmp_path / 'conf'
+    shutil.copytree(config_dir(), conf)
+    _checkpoint(conf / 'policies' / 'mine', ['agentview'], 40)
+    monkeypatch.setenv('HAPO_CONFIG_DIR', str(conf))
+    monkeypatch.chdir(tmp_path)
+    _, params = resolve(conf / 'deploy.yaml', ['checkpoint:=policies/mine'])
+    assert params['policy_node']['checkpoint'] == str(conf / 'policies' / 'mine')
+    assert params['sim_node']['image_size'] == 40
+    _, params = resolve(conf / 'deploy.yaml', ['checkpoint:='])
+    assert params['policy_node']['checkpoint'] == ''  # '' stays the untrained model

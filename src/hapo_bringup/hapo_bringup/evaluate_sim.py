@@ -2,15 +2,15 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """Closed-loop evaluation on the simulated robot, through the deployment graph (sim + policy + mux).
 
-    hapo evaluate-sim --policy CKPT --seeds 1000:1050 [--workers 2] [--out r.json] [key:=value ...]
+    hapo evaluate-sim --policy CKPT --seeds 100000:100050 [--scenario lift] [--workers 2] [--out r.json] [k:=v ...]
 
 Each worker is one graph (``sim_node``, ``policy_node``, ``mux_node``, lockstep, no recorder, no joystick) on a
 ROS_DOMAIN_ID of its own, running a contiguous share of the seeds: episode i of a worker uses seed start + i.
 A node in this process counts, per episode, the outcome (``hapo/episode``) and the executed steps by source
 (``hapo/cmd``; see ``episode_tally``). Lockstep and greedy decoding make it reproducible: the same checkpoint and
 seeds give the same outcomes and the same executed actions (``actions_digest``), with any number of workers.
-The sim renders the cameras the checkpoint names, at its image size, unless ``cameras:=``/``image_size:=`` say
-otherwise. Output (also the schema ``hapo compare`` reads)::
+The sim renders the cameras the checkpoint names, at its image size (``graph.checkpoint_params``).
+Output (also the schema ``hapo compare`` reads)::
 
     {policy, policy_id, scenario, seeds: [a, b], seed_uses (hapo_sim.seeds),
      episodes: [{seed, success, steps, takeovers, human_steps, ...}], success_rate, wilson95,
@@ -54,23 +54,9 @@ def split(seeds: range, workers: int) -> list[range]:
     return [range(bounds[i], bounds[i + 1]) for i in range(n)]
 
 
-def checkpoint_cameras(path: Path) -> list[str]:
-    """``cameras:=``/``image_size:=`` overrides from a checkpoint's config.json (none for a foreign model)."""
-    try:
-        config = json.loads((path / 'config.json').read_text())
-    except (OSError, json.JSONDecodeError):
-        return []  # policy_node reports the unreadable checkpoint with its own one-line reason
-    out = []
-    if config.get('camera_names'):
-        out.append('cameras:=[' + ','.join(config['camera_names']) + ']')
-    if config.get('image_size'):
-        out.append(f'image_size:={int(config["image_size"])}')
-    return out
-
-
 def graph_overrides(policy: Path, overrides: Sequence[str], config: Path) -> list[str]:
     """The overrides every worker's graph gets, checked (ParamError) before any process starts."""
-    overrides = [*checkpoint_cameras(policy), f'checkpoint:={policy}', *overrides]
+    overrides = [f'checkpoint:={policy}', *overrides]
     resolve(config, [*BASE_OVERRIDES, *overrides])
     return overrides
 
@@ -192,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1])
     ap.add_argument('overrides', nargs='*', metavar='key:=value', help='deploy-graph parameters (hapo deploy --help)')
     ap.add_argument('--policy', type=Path, required=True, help='checkpoint directory (save_pretrained)')
+    ap.add_argument('--scenario', default=None, metavar='FILE|NAME', help='scenario (config/scenarios: lift, '
+                    'lift_far, ...); the same as scenario:=FILE')
     ap.add_argument('--seeds', type=seed_uses.arg, required=True, metavar='A:B', help='episode seeds A..B-1')
     ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                     help='parallel graphs, one ROS domain each (default: %(default)s)')
@@ -199,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--stall-s', type=float, default=120.0, help='give up when no episode ends for this long')
     ap.add_argument('--out', type=Path, default=None, help='write the result JSON here (default: stdout only)')
     args = ap.parse_args(argv)
+    args.overrides = [f'scenario:={args.scenario}'] * (args.scenario is not None) + args.overrides
     if not args.policy.is_dir():
         print(f'hapo evaluate-sim: --policy {args.policy}: no such checkpoint directory', file=sys.stderr)
         return 2

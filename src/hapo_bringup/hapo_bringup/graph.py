@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -151,13 +152,38 @@ def scenario_params(path: Path) -> dict[str, dict[str, Any]]:
     return {'sim_node': sim, 'policy_node': policy, 'recorder_node': recorder}
 
 
+def checkpoint_path(value: str) -> str:
+    """A policy checkpoint as given, or, when it is a relative path that does not exist from here, the one of that
+    name under the config directory (the shipped ``policies/lift_base``); '' stays '' (an untrained model)."""
+    if not value or Path(value).is_absolute() or Path(value).exists():
+        return value
+    shipped = config_dir() / value
+    return str(shipped) if shipped.exists() else value
+
+
+def checkpoint_params(path: str) -> dict[str, dict[str, Any]]:
+    """``{node: {param: value}}`` a tiny-VLA checkpoint needs: the sim renders, and the recorder records, the
+    cameras it names at its image size; the policy takes them in the model's order. Nothing for a foreign model
+    or an unreadable one (policy_node then says what is wrong)."""
+    try:
+        config = json.loads((Path(path) / 'config.json').read_text())
+    except (OSError, ValueError):
+        return {}
+    if not config.get('camera_names') or not config.get('image_size'):
+        return {}
+    cams = [str(c) for c in config['camera_names']]
+    return {'sim_node': {'cameras': cams, 'image_size': int(config['image_size'])},
+            'recorder_node': {'cameras': cams}, 'policy_node': {'camera_names': ''}}
+
+
 def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = DEPLOY_GRAPH,
             extra_configs: Sequence[Path] = ()) -> tuple[list[NodeSpec], dict[str, dict[str, Any]]]:
     """The nodes to start and each one's final parameters, validated against its schema.
 
     Precedence, lowest first: the schema defaults, ``config``, each of ``extra_configs`` (e.g. a
     gamepad map), the scenario (``scenario:=FILE`` or ``sim_node.scenario:=FILE`` on the command line, else
-    ``sim_node.scenario`` of the config; see ``scenario_params``), ``key:=value``, ``node.key:=value``.
+    ``sim_node.scenario`` of the config; see ``scenario_params``), the policy checkpoint's cameras and image size
+    (``checkpoint_params``: a policy sees only what it was trained on), ``key:=value``, ``node.key:=value``.
     """
     glob, per_node = parse_overrides(overrides)
     switches = dict(SWITCHES)
@@ -174,6 +200,12 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
     scenario = glob.pop('scenario', None) if scenario is None else scenario
     scenario = from_file.get('sim_node', {}).get('scenario', '') if scenario is None else scenario
     layer = scenario_params(scenario_path(scenario)) if scenario else {'sim_node': {'scenario': ''}}
+    key = 'checkpoint'
+    ckpt = per_node.get('policy_node', {}).get(key, glob.get(key, from_file.get('policy_node', {}).get(key, '')))
+    if ckpt and checkpoint_path(ckpt) != ckpt:
+        per_node.setdefault('policy_node', {})[key] = checkpoint_path(ckpt)
+    for node, values in checkpoint_params(checkpoint_path(ckpt)).items():  # the checkpoint's needs win
+        layer.setdefault(node, {}).update(values)
     unknown = sorted(set(per_node) - {n.name for n in graph})
     if unknown:
         raise ParamError(f'override for unknown node(s) {unknown}; nodes: {[n.name for n in graph]}')

@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--eval-every', type=int, default=4, help='closed-loop selection every N epochs and at the end')
     p.add_argument('--select-seeds', type=seed_uses.arg, default=seed_uses.first('selection', 20), metavar='A:B',
                    help='selection seeds (default: the first 20 of hapo_sim.seeds selection)')
+    p.add_argument('--scenario', default=None, metavar='FILE|NAME', help='scenario of the selection episodes '
+                   '(default: the demos\' task with config/deploy.yaml)')
     p.add_argument('--workers', type=int, default=2, help='evaluation graphs in parallel (default: %(default)s)')
     p.add_argument('--config', default=None, help='trainer YAML instead of the base-training defaults '
                                                   '(BASE_DEFAULTS in this module)')
@@ -160,7 +162,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
                      'cameras': shape['cameras'], 'image_size': shape['image_size'], 'demos': len(paths),
                      'demo_seeds': sorted(demo_seeds), 'samples': len(ds), 'epochs': args.epochs,
                      'epoch_steps': epoch_len, 'select_seeds': [args.select_seeds.start, args.select_seeds.stop]})
-    overrides = [f'task:={shape["task"]}', *args.overrides]
+    overrides = ([f'scenario:={args.scenario}'] if args.scenario else [f'task:={shape["task"]}']) + args.overrides
     timing = {'train_s': manifest.get('train_s', 0.0), 'select_s': manifest.get('select_s', 0.0)}
     t_train = time.monotonic()
     print(f'hapo train-base: {len(paths)} demos, {len(ds)} samples, {args.epochs} epochs x {epoch_len} steps of '
