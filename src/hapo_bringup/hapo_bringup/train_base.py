@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
-    import torch
 
     from hapo_policy.model import VlaPolicy
     from hapo_policy.normalization import ActionStats
@@ -153,7 +152,6 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         cfg = cfg.replace(**{'optim.max_steps': epoch_len * args.epochs, 'run.checkpoint_every': epoch_len})
     except (ConfigError, DatasetError) as exc:
         raise BaseTrainingError(str(exc)) from None
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out.mkdir(parents=True, exist_ok=True)
     (out / 'config.yaml').write_text(dump_yaml(cfg))
     manifest_path = out / 'manifest.json'
