@@ -3,7 +3,7 @@
 """Deploy graph for a full ROS 2 install (after ``colcon build``); ``hapo deploy`` starts the same nodes.
 
     ros2 launch hapo_bringup deploy.launch.py [config:=/path/deploy.yaml] [gamepad:=ps4] [sim:=false] \
-        [record:=false] [joy:=false] [task:=pick_place_can] [policy_node.checkpoint:=/path/ckpt]
+        [record:=false] [joy:=false] [scenario:=lift_far] [task:=pick_place_can] [policy_node.checkpoint:=/path/ckpt]
 
 Every other ``key:=value`` is a parameter override, resolved by hapo_bringup.graph exactly as the
 ``hapo`` runner does, so both paths start the same nodes with the same parameters.

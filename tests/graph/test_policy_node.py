@@ -160,3 +160,15 @@ def test_serves_an_openvla_layout_checkpoint(start_node, probe, tmp_path):
     assert all(-0.5 <= a <= 0.5 for a in action[:6]) and -1.0 < action[6] < 1.0, action
     node.signal(signal.SIGTERM)
     assert node.wait(timeout_s=15) == 0, node.log()
+
+
+def test_fresh_model_sees_the_cameras_named(start_node, probe, checkpoint):
+    """No checkpoint: the fresh model takes camera_names' cameras (what a scenario sets); a checkpoint keeps its own."""
+    node = start_node(NODE, params={**PARAMS, 'camera_names': 'agentview,robot0_eye_in_hand'})
+    wrist = topics.camera_topic('robot0_eye_in_hand')
+    wait_for(lambda: probe.node.count_subscribers(wrist) >= 1 and probe.node.count_subscribers(
+        topics.camera_topic('agentview')) >= 1, START_S, what='subscriptions to both cameras')
+    assert node.running()
+    bad = start_node(NODE, params={**PARAMS, 'checkpoint': str(checkpoint), 'camera_names': 'a,b'}, name='bad')
+    assert bad.wait(timeout_s=START_S) == 2
+    assert "camera_names=['a', 'b'] must name 1 cameras (model has ['agentview'])" in bad.log()

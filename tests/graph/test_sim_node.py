@@ -221,3 +221,18 @@ def test_bad_parameter_exits_nonzero(start_node):
     sim = start_node(NODE, params={'mode': 'fast'})
     assert sim.wait(60) == 2
     assert "parameter mode='fast' not one of" in sim.log()
+
+
+def test_scenario_variation_reaches_the_topics(start_node, probe, repo_root):
+    scenario = repo_root / 'config' / 'scenarios' / 'lift_distractor.yaml'
+    start_node(NODE, params={'scenario': str(scenario), 'cameras': ['agentview'], 'image_size': 32})
+    t0 = first_observation(probe)
+    names = set(probe.objects[t0])
+    assert {'cube_pos.x', 'distractor_pos.x', 'distractor_pos.y', 'distractor_pos.z'} <= names, names
+
+
+def test_scenario_of_another_task_exits_with_one_line(start_node, repo_root):
+    scenario = repo_root / 'config' / 'scenarios' / 'pick_place_can.yaml'
+    sim = start_node(NODE, params={'scenario': str(scenario)})  # task stays lift
+    assert sim.wait(60) == 2
+    assert f"sim_node: {scenario}: task: 'pick_place_can', but the sim runs task 'lift'" in sim.log()

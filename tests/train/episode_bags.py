@@ -97,3 +97,50 @@ def tiny_policy(path: Path, seed: int = 0, hidden: int = 32, layers: int = 1) ->
     policy = VlaPolicy.create(cfg, ActionStats.from_actions(acts), seed=seed)
     policy.save_pretrained(path)
     return path
+
+
+def write_sim_demos(root: Path, seeds, cameras=('agentview', 'robot0_eye_in_hand'), size: int = 64,
+                    max_steps: int = 120) -> list[Path]:
+    """Demo episodes of the scripted Lift expert on the real simulator, written by the recorder's EpisodeWriter
+    with the topics and stamps the deploy graph records (source human, ``demo: true``, outcome by the sim)."""
+    from hapo_sim.env import SimEnv
+    from hapo_sim.experts import expert_for
+
+    env = SimEnv('lift', cameras, size)
+    paths = []
+    try:
+        for i, seed in enumerate(seeds):
+            expert = expert_for('lift', seed=seed)
+            info = {'task': 'lift', 'instruction': 'lift the cube', 'k': 10, 'demo': True, 'seed': seed,
+                    'policy_id': '', 'topics': {'cmd': '/hapo/cmd',
+                                                'cameras': {c: f'/camera/{c}/image_raw' for c in cameras}}}
+            w = EpisodeWriter(root, info, index=i + 1)
+            start = T0 + i * 10**12
+            w.open(start)
+            w.write('/hapo/episode', STR, start, _string(encode_event(EpisodeMessage(
+                EpisodeEvent.START, start, 'sim', {'seed': seed, 'demo': True}))))
+            obs, success = env.reset(seed), False
+            for t in range(max_steps):
+                stamp = start + (t + 1) * 50 * MS
+                for c in cameras:
+                    w.write(f'/camera/{c}/image_raw', IMG, stamp, _camera(stamp, c, obs.images[c]))
+                w.write('/robot/joint_states', JS, stamp, _joint_state(stamp, obs.joint_positions,
+                                                                        names=obs.joint_names))
+                action = expert.act(obs)
+                w.write('/hapo/cmd', JS, stamp + 2, _joint_state(stamp, action, ControlSource.HUMAN.wire))
+                w.add_step(stamp, ControlSource.HUMAN)
+                obs, success = env.step(action)
+                if success:
+                    break
+            paths.append(w.path)
+            w.close('success' if success else 'failure')
+    finally:
+        env.close()
+    return paths
+
+
+def _camera(stamp_ns: int, name: str, img: np.ndarray) -> bytes:
+    h, w, _ = img.shape
+    msg = STORE.types[IMG](header=_header(stamp_ns, name), height=h, width=w, encoding='rgb8', is_bigendian=0,
+                           step=w * 3, data=np.ascontiguousarray(img).reshape(-1))
+    return STORE.serialize_cdr(msg, IMG)

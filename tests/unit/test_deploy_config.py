@@ -8,6 +8,7 @@ import dataclasses
 import re
 
 import pytest
+import yaml
 
 from hapo_bringup.graph import DEPLOY_GRAPH, config_dir, gamepad_config, load_yaml, resolve
 from hapo_interfaces.params import ParamError
@@ -57,3 +58,115 @@ def test_gamepad_map_merges_over_the_config():
     assert params['mux_node']['estop_reset_button'] == 8  # the command line wins
     with pytest.raises(ParamError, match="no gamepad map 'n64'"):
         gamepad_config('n64')
+
+
+SCENARIOS = config_dir() / 'scenarios'
+CAMS = ['agentview', 'robot0_eye_in_hand']
+
+
+def test_no_scenario_keeps_the_deploy_config():
+    _, params = resolve(config_dir() / 'deploy.yaml', [])
+    yaml_values = load_yaml(config_dir() / 'deploy.yaml')
+    for node in ('sim_node', 'policy_node', 'recorder_node'):
+        for key in ('task', 'cameras', 'image_size', 'horizon', 'instruction', 'camera_names', 'scenario'):
+            if key in yaml_values[node]:
+                assert params[node][key] == yaml_values[node][key], (node, key)
+    assert params['sim_node']['scenario'] == ''
+
+
+def test_scenario_sets_sim_policy_and_recorder_at_once():
+    _, params = resolve(config_dir() / 'deploy.yaml', ['scenario:=pick_place_can'])
+    sim, policy, recorder = params['sim_node'], params['policy_node'], params['recorder_node']
+    assert (sim['task'], sim['horizon'], sim['cameras'], sim['image_size'], sim['instruction']) == (
+        'pick_place_can', 300, CAMS, 64, '')
+    assert sim['scenario'] == str(SCENARIOS / 'pick_place_can.yaml')
+    assert policy['camera_names'] == 'agentview,robot0_eye_in_hand'
+    assert policy['instruction'] == 'pick up the can and place it in its bin'
+    assert recorder['cameras'] == CAMS
+    # A path works as well as a name, and so does sim_node.scenario:=.
+    for override in (f'scenario:={SCENARIOS / "lift_far.yaml"}', 'sim_node.scenario:=lift_far'):
+        _, params = resolve(config_dir() / 'deploy.yaml', [override])
+        assert params['sim_node']['scenario'] == str(SCENARIOS / 'lift_far.yaml')
+        assert params['sim_node']['task'] == 'lift' and params['sim_node']['image_size'] == 64
+
+
+def test_precedence_deploy_yaml_then_scenario_then_command_line(tmp_path):
+    config = tmp_path / 'deploy.yaml'
+    config.write_text(yaml.safe_dump({
+        'sim_node': {'ros__parameters': {'task': 'lift', 'image_size': 128, 'horizon': 50, 'seed': 4,
+                                         'instruction': 'do it', 'scenario': 'lift_far'}},
+        'policy_node': {'ros__parameters': {'camera_names': 'agentview'}},
+        'recorder_node': {'ros__parameters': {'cameras': ['agentview'], 'k': 3}}}))
+    _, params = resolve(config, [])  # the config's own scenario
+    sim = params['sim_node']
+    assert (sim['image_size'], sim['horizon'], sim['seed'], sim['instruction']) == (64, 200, 4, '')
+    assert params['policy_node']['camera_names'] == 'agentview,robot0_eye_in_hand'
+    assert params['recorder_node'] == {'cameras': CAMS, 'k': 3}
+    _, params = resolve(config, ['scenario:=pick_place_can', 'image_size:=96', 'sim_node.horizon:=77',
+                                 'policy_node.camera_names:=robot0_eye_in_hand', 'instruction:=grab'])
+    sim = params['sim_node']
+    assert (sim['task'], sim['image_size'], sim['horizon'], sim['instruction']) == ('pick_place_can', 96, 77, 'grab')
+    assert params['policy_node']['camera_names'] == 'robot0_eye_in_hand'
+    assert params['policy_node']['instruction'] == 'grab' and params['recorder_node']['cameras'] == CAMS
+    _, params = resolve(config, ['scenario:='])  # switched off on the command line: the config as it is
+    assert params['sim_node']['scenario'] == '' and params['sim_node']['image_size'] == 128
+    assert params['recorder_node']['cameras'] == ['agentview']
+
+
+def test_scenario_without_the_sim_still_sets_policy_and_recorder():
+    nodes, params = resolve(config_dir() / 'deploy.yaml', ['sim:=false', 'scenario:=lift'])
+    assert 'sim_node' not in {n.name for n in nodes}
+    assert params['policy_node']['camera_names'] == 'agentview,robot0_eye_in_hand'
+    assert params['recorder_node']['cameras'] == CAMS
+
+
+def test_bad_scenarios_fail_in_one_line(tmp_path, capsys):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('task: lift\nobject: {rgba: [2, 0, 0, 1]}\n')
+    with pytest.raises(ParamError, match=rf'^{bad}: object.rgba: \[2, 0, 0, 1\] outside \[0, 1\]$'):
+        resolve(config_dir() / 'deploy.yaml', [f'scenario:={bad}'])
+    with pytest.raises(ParamError, match=r"scenario 'nowhere': no such file, and not one of \[.*'lift_far'"):
+        resolve(config_dir() / 'deploy.yaml', ['scenario:=nowhere'])
+    from hapo_bringup.cli import main
+
+    assert main(['deploy', '--dry-run', '--scenario', str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f'hapo deploy: {bad}: object.rgba: [2, 0, 0, 1] outside [0, 1]\n'
+    assert main(['deploy', '--dry-run', '--scenario', 'lift_color', 'image_size:=32']) == 0
+    out = yaml.safe_load(capsys.readouterr().out)
+    assert out['sim_node']['image_size'] == 32 and out['sim_node']['scenario'].endswith('lift_color.yaml')
+
+
+def _checkpoint(path, cameras, size):
+    from hapo_policy.init_checkpoint import main as init_checkpoint
+
+    init_checkpoint(['--out', str(path), '--image-size', str(size), *[a for c in cameras for a in ('--camera', c)]])
+    return path
+
+
+def test_the_checkpoint_sets_what_the_sim_renders_over_config_and_scenario(tmp_path):
+    two = _checkpoint(tmp_path / 'two', ['agentview', 'robot0_eye_in_hand'], 48)
+    _, params = resolve(config_dir() / 'deploy.yaml', [f'checkpoint:={two}'])
+    assert params['sim_node']['cameras'] == params['recorder_node']['cameras'] == ['agentview', 'robot0_eye_in_hand']
+    assert params['sim_node']['image_size'] == 48 and params['policy_node']['camera_names'] == ''
+    _, params = resolve(config_dir() / 'deploy.yaml', [f'checkpoint:={two}', 'image_size:=96'])
+    assert params['sim_node']['image_size'] == 96  # the command line still wins
+    one = _checkpoint(tmp_path / 'one', ['agentview'], 32)
+    _, params = resolve(config_dir() / 'deploy.yaml', ['scenario:=lift', f'policy_node.checkpoint:={one}'])
+    assert params['sim_node']['cameras'] == ['agentview'] and params['sim_node']['image_size'] == 32
+    assert params['sim_node']['task'] == 'lift' and params['sim_node']['horizon'] == 200  # the rest of the scenario
+
+
+def test_a_relative_checkpoint_is_found_under_the_config_directory(tmp_path, monkeypatch):
+    import shutil
+
+    conf = tmp_path / 'conf'
+    shutil.copytree(config_dir(), conf)
+    _checkpoint(conf / 'policies' / 'mine', ['agentview'], 40)
+    monkeypatch.setenv('HAPO_CONFIG_DIR', str(conf))
+    monkeypatch.chdir(tmp_path)
+    _, params = resolve(conf / 'deploy.yaml', ['checkpoint:=policies/mine'])
+    assert params['policy_node']['checkpoint'] == str(conf / 'policies' / 'mine')
+    assert params['sim_node']['image_size'] == 40
+    _, params = resolve(conf / 'deploy.yaml', ['checkpoint:='])
+    assert params['policy_node']['checkpoint'] == ''  # '' stays the untrained model

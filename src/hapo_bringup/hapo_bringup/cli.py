@@ -2,10 +2,10 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """``hapo <verb>``: the one command a pip install puts on PATH (ROS users also have ``ros2 launch`` / ``ros2 run``).
 
-    hapo deploy [key:=value ...] [--config config/deploy.yaml] [--duration S]
+    hapo deploy [key:=value ...] [--scenario FILE|NAME] [--config config/deploy.yaml] [--duration S]
     hapo node NAME [--ros-args ...]                    (one node, as ``ros2 run <package> NAME`` would start it)
     hapo bag-info DIR...
-    hapo collect-demos --episodes N --out DIR [--seeds A:B] [--workers 2] [key:=value ...]
+    hapo collect-demos --episodes N --out DIR [--scenario S] [--seeds A:B] [--workers 2] [key:=value ...]
     hapo dataset|optimize|evaluate|compare|import-stats ...   (see ``hapo <verb> --help``)
 """
 
@@ -27,6 +27,7 @@ VERBS = {
     'bag-info': ('hapo_recorder.info', 'one line per recorded episode'),
     'dataset': ('hapo_trainer.dataset', 'bags -> preference dataset (cached) + summary.json'),
     'optimize': ('hapo_trainer.optimize', 'fine-tune a policy on recorded episodes (HAPO and baselines)'),
+    'train-base': ('hapo_bringup.train_base', 'BC from a fresh model on demos, kept at its best closed-loop epoch'),
     'evaluate': ('hapo_trainer.evaluate', 'replay recorded episodes through a policy'),
     'collect-demos': ('hapo_bringup.collect_demos', 'scripted expert demos through the graph (Joy via the mux) into '
                                                     'demo bags'),
@@ -49,6 +50,9 @@ def deploy(argv: list[str]) -> int:
                                                                                            default_config))
     ap.add_argument('overrides', nargs='*', metavar='key:=value', help='parameter overrides')
     ap.add_argument('--config', type=Path, default=default_config, help='ROS 2 parameter YAML (default: %(default)s)')
+    ap.add_argument('--scenario', default=None, metavar='FILE|NAME',
+                    help='scenario over --config: task, horizon, cameras and image size of sim, policy and recorder '
+                         '(a file, or a name from config/scenarios: lift, lift_far, ...); the same as scenario:=FILE')
     ap.add_argument('--gamepad', default=None, metavar='NAME|YAML',
                     help='gamepad map merged over --config: xbox (the defaults), ps4, or a YAML file')
     ap.add_argument('--duration', type=float, default=None, help='stop after this many seconds (default: run '
@@ -57,7 +61,8 @@ def deploy(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     try:
         extra = [gamepad_config(args.gamepad)] if args.gamepad else []
-        nodes, params = resolve(args.config, args.overrides, extra_configs=extra)
+        overrides = [f'scenario:={args.scenario}'] * (args.scenario is not None) + args.overrides
+        nodes, params = resolve(args.config, overrides, extra_configs=extra)
     except ParamError as exc:
         print(f'hapo deploy: {exc}', file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """Scripted expert demonstrations on the simulated robot, recorded through the real graph as a person's are.
 
-    hapo collect-demos --episodes 200 --out runs/demos [--seeds 0:200] [--workers 2] [key:=value ...]
+    hapo collect-demos --episodes 200 --out runs/demos [--scenario lift] [--seeds 0:200] [--workers 2] [k:=v ...]
 
 Each worker is one graph on a ROS_DOMAIN_ID of its own, running a contiguous share of the seeds: ``sim_node``
 (lockstep, ``demo:=true``: every START says so), ``mux_node``, ``expert_node`` (the expert at the joystick:
@@ -16,13 +16,14 @@ successes). Re-running with the same DIR skips the seeds it already holds comple
 the task, outcome success or failure) and first removes the incomplete bags of the seeds it runs again
 (aborted by Ctrl-C, cut by a crash). Ctrl-C keeps the episodes that ended (exit 130).
 
-Defaults over config/deploy.yaml (``key:=value`` wins): cameras agentview + robot0_eye_in_hand at 64 px (the
-base policy's), and a joystick mapping with every motion dim on an axis, ``axis_map:=[1,0,4,6,7,3]`` (roll
-and pitch on the d-pad axes) for mux and expert alike: with the Xbox default (``[1,0,4,-1,-1,3]``) the
-expert's noise on roll and pitch would be lost, the executed action 0 there. The gripper goes through the
-toggle button, so it is binary (the experts' is). Output on stdout::
+The scenario (default ``lift``: plain Lift, the base policy's cameras agentview + robot0_eye_in_hand at 64 px)
+goes over config/deploy.yaml and ``key:=value`` over both. Seeds default to the first N demo seeds
+(``hapo_sim.seeds``). The joystick mapping puts every motion dim on an axis, ``axis_map:=[1,0,4,6,7,3]`` (roll
+and pitch on the d-pad axes), for mux and expert alike: with the Xbox default (``[1,0,4,-1,-1,3]``) the
+expert's roll and pitch (its orientation hold and noise) would be lost, executed as 0. The gripper goes
+through the toggle button, so it is binary (the experts' is). Output on stdout::
 
-    {task, seeds: [a, b], out, workers, episodes: [{seed, outcome, success, steps, bag}], recorded, skipped,
+    {task, scenario, seeds: [a, b], out, workers, episodes: [{seed, outcome, success, steps, bag}], recorded, skipped,
      success_rate, startup_s, elapsed_s, episodes_per_min}
 
 (``episodes`` covers every requested seed; the rates count this run's episodes from its first START.)
@@ -44,10 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hapo_bringup.evaluate_sim import parse_seeds, split
+from hapo_bringup.evaluate_sim import split
 from hapo_bringup.graph import NodeSpec, config_dir, resolve
 from hapo_bringup.runner import GraphRunner
 from hapo_interfaces.params import ParamError, from_mapping
+from hapo_sim import seeds as seed_uses
 
 COLLECT_GRAPH: tuple[NodeSpec, ...] = (
     NodeSpec('hapo_sim', 'sim_node', 'sim_node', 'hapo_sim.sim_params:SimParams'),
@@ -55,7 +57,7 @@ COLLECT_GRAPH: tuple[NodeSpec, ...] = (
     NodeSpec('hapo_sim', 'expert_node', 'expert_node', 'hapo_sim.joy_expert:ExpertParams'),
     NodeSpec('hapo_recorder', 'recorder_node', 'recorder_node', 'hapo_recorder.params:RecorderParams'),
 )
-DEFAULT_OVERRIDES = ('cameras:=[agentview,robot0_eye_in_hand]', 'image_size:=64', 'axis_map:=[1,0,4,6,7,3]')
+DEFAULT_OVERRIDES = ('axis_map:=[1,0,4,6,7,3]',)
 FIXED_OVERRIDES = ('mode:=lockstep', 'lockstep:=true', 'auto_reset:=true', 'demo:=true', 'input_device:=expert_node')
 COMPLETE = ('success', 'failure')
 JOYSTICK = ('initial_gripper', 'axis_map', 'axis_scale', 'deadzone', 'deadman_button', 'gripper_button')
@@ -65,12 +67,13 @@ class CollectError(RuntimeError):
     """The demos could not be collected (a node died or stalled, DIR is busy); the text says which and why."""
 
 
-def graph_params(overrides: Sequence[str], config: Path) -> dict[str, dict[str, Any]]:
+def graph_params(overrides: Sequence[str], config: Path, scenario: str = 'lift') -> dict[str, dict[str, Any]]:
     """Every node's parameters (worker-independent), checked (ParamError) before any process starts.
 
     The expert drives the sim's task through the mux's joystick mapping: both are copied from those nodes.
     """
-    _, params = resolve(config, [*DEFAULT_OVERRIDES, *overrides, *FIXED_OVERRIDES], graph=COLLECT_GRAPH)
+    layers = [f'scenario:={scenario}', *DEFAULT_OVERRIDES, *overrides, *FIXED_OVERRIDES]
+    _, params = resolve(config, layers, graph=COLLECT_GRAPH)
     from hapo_sim.env import SimError, task_key
     from hapo_sim.joy_expert import ExpertParams, JoyExpert
     from hapo_sim.sim_params import SimParams
@@ -164,7 +167,8 @@ def _lock(out: Path):
 
 
 def collect_demos(seeds: range, out: Path, overrides: Sequence[str] = (), workers: int = 1,
-                  config: Path | None = None, stall_s: float = 120.0, log: Callable[[str], None] = print,
+                  config: Path | None = None, scenario: str = 'lift', stall_s: float = 120.0,
+                  log: Callable[[str], None] = print,
                   progress: Callable[[bool], None] | None = None,
                   plan: Callable[[list[int]], None] | None = None) -> dict[str, Any]:
     """Record the demos of ``seeds`` into ``out`` (module docstring); the result dict.
@@ -173,7 +177,7 @@ def collect_demos(seeds: range, out: Path, overrides: Sequence[str] = (), worker
     called once per episode it records.
     """
     config = config or config_dir() / 'deploy.yaml'
-    params = graph_params(overrides, config)
+    params = graph_params(overrides, config, scenario)
     task = params['expert_node']['task']
     t0, interrupted = time.time(), False
     with _lock(out), tempfile.TemporaryDirectory(prefix='hapo-collect-') as tmp:
@@ -201,7 +205,8 @@ def collect_demos(seeds: range, out: Path, overrides: Sequence[str] = (), worker
     new = [after.complete[s][1] for s in todo if s in after.complete]
     first = min((int(m['start_ns']) for m in new), default=0) / 1e9
     elapsed = max(max((int(m['end_ns']) for m in new), default=0) / 1e9 - first, 1e-9)
-    return {'task': task, 'seeds': [seeds.start, seeds.stop], 'out': str(out), 'workers': min(workers, len(shares)),
+    return {'task': task, 'scenario': params['sim_node'].get('scenario', ''), 'seeds': [seeds.start, seeds.stop],
+            'out': str(out), 'workers': min(workers, len(shares)),
             'episodes': episodes, 'recorded': len(new), 'skipped': len(seeds) - len(todo),
             'success_rate': round(sum(e['success'] for e in episodes) / len(episodes), 4) if episodes else 0.0,
             'startup_s': round(first - t0, 2) if new else None, 'elapsed_s': round(elapsed, 2) if new else 0.0,
@@ -287,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1])
     ap.add_argument('overrides', nargs='*', metavar='key:=value',
                     help='graph parameters (hapo deploy --help; expert_node: task, noise_std, axis_map, ...)')
-    ap.add_argument('--episodes', type=int, default=None, help='number of demos (seeds 0..N-1 unless --seeds)')
+    ap.add_argument('--episodes', type=int, default=None, help='number of demos (the first N demo seeds unless '
+                                                               '--seeds)')
     ap.add_argument('--seeds', default=None, metavar='A:B', help='episode seeds A..B-1 (default 0:EPISODES)')
+    ap.add_argument('--scenario', default='lift', metavar='FILE|NAME',
+                    help='scenario (config/scenarios: lift, lift_far, pick_place_can, ...; default %(default)s); '
+                         'the same as scenario:=FILE')
     ap.add_argument('--out', type=Path, required=True, help='directory the demo bags go into (created)')
     ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                     help='parallel graphs, one ROS domain each (default: %(default)s)')
@@ -299,11 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         seeds = _seeds(args.episodes, args.seeds)
         if args.workers < 1:
             raise ParamError(f'--workers {args.workers}: need at least 1')
-        graph_params(args.overrides, args.config or config_dir() / 'deploy.yaml')
-    except ParamError as exc:
+        graph_params(args.overrides, args.config or config_dir() / 'deploy.yaml', args.scenario)
+    except (ParamError, seed_uses.SeedError) as exc:
         print(f'hapo collect-demos: {exc}', file=sys.stderr)
         return 2
     from tqdm import tqdm
+
+    warning = seed_uses.check(seeds, 'demos')
+    if warning:
+        print(f'hapo collect-demos: warning: {warning}', file=sys.stderr)
 
     print(f'hapo collect-demos: seeds {seeds.start}:{seeds.stop} into {args.out}', file=sys.stderr)
     ok = [0]
@@ -320,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(1)
                 bar.set_postfix(success=ok[0])
 
-            result = collect_demos(seeds, args.out, args.overrides, args.workers, args.config, args.stall_s,
-                                   log=lambda m: bar.write(m, file=sys.stderr), progress=tick, plan=planned)
+            result = collect_demos(seeds, args.out, args.overrides, args.workers, args.config, args.scenario,
+                                   args.stall_s, log=lambda m: bar.write(m, file=sys.stderr), progress=tick,
+                                   plan=planned)
     except (ParamError, CollectError) as exc:
         print(f'hapo collect-demos: {exc}', file=sys.stderr)
         return 2
@@ -338,7 +352,7 @@ def _seeds(episodes: int | None, text: str | None) -> range:
         raise ParamError('give --episodes N (seeds 0..N-1) or --seeds A:B')
     if episodes is not None and episodes < 1:
         raise ParamError(f'--episodes {episodes}: need at least 1')
-    seeds = parse_seeds(text) if text is not None else range(0, episodes)
+    seeds = seed_uses.parse(text) if text is not None else seed_uses.first('demos', episodes)
     if episodes is not None and len(seeds) != episodes:
         raise ParamError(f'--episodes {episodes} but --seeds {text} holds {len(seeds)} seeds')
     return seeds

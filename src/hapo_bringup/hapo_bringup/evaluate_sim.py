@@ -2,18 +2,19 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """Closed-loop evaluation on the simulated robot, through the deployment graph (sim + policy + mux).
 
-    hapo evaluate-sim --policy CKPT --seeds 1000:1050 [--workers 2] [--out r.json] [key:=value ...]
+    hapo evaluate-sim --policy CKPT --seeds 100000:100050 [--scenario lift] [--workers 2] [--out r.json] [k:=v ...]
 
 Each worker is one graph (``sim_node``, ``policy_node``, ``mux_node``, lockstep, no recorder, no joystick) on a
 ROS_DOMAIN_ID of its own, running a contiguous share of the seeds: episode i of a worker uses seed start + i.
 A node in this process counts, per episode, the outcome (``hapo/episode``) and the executed steps by source
 (``hapo/cmd``; see ``episode_tally``). Lockstep and greedy decoding make it reproducible: the same checkpoint and
 seeds give the same outcomes and the same executed actions (``actions_digest``), with any number of workers.
-The sim renders the cameras the checkpoint names, at its image size, unless ``cameras:=``/``image_size:=`` say
-otherwise. Output (also the schema ``hapo compare`` reads)::
+The sim renders the cameras the checkpoint names, at its image size (``graph.checkpoint_params``).
+Output (also the schema ``hapo compare`` reads)::
 
-    {policy, policy_id, scenario, seeds: [a, b], episodes: [{seed, success, steps, takeovers, human_steps, ...}],
-     success_rate, wilson95, workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
+    {policy, policy_id, scenario, seeds: [a, b], seed_uses (hapo_sim.seeds),
+     episodes: [{seed, success, steps, takeovers, human_steps, ...}], success_rate, wilson95,
+     workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
 
 The rates count from the first episode's start (``startup_s`` is the time the nodes took to come up).
 """
@@ -36,6 +37,7 @@ from hapo_bringup.episode_tally import EpisodeTally
 from hapo_bringup.graph import config_dir, resolve
 from hapo_bringup.runner import GraphRunner
 from hapo_interfaces.params import ParamError
+from hapo_sim import seeds as seed_uses
 from hapo_trainer.compare import summarize
 
 BASE_OVERRIDES = ('record:=false', 'joy:=false', 'mode:=lockstep', 'auto_reset:=true')
@@ -45,17 +47,6 @@ class EvaluationError(RuntimeError):
     """The graph did not finish the episodes (a node died or stalled); the text says which and why."""
 
 
-def parse_seeds(text: str) -> range:
-    """'A:B' -> range(A, B) (B excluded); ParamError for anything else."""
-    try:
-        a, b = (int(x) for x in text.split(':'))
-    except ValueError:
-        raise ParamError(f'--seeds {text!r}: expected A:B, e.g. 1000:1050 (B excluded)') from None
-    if not 0 <= a < b:
-        raise ParamError(f'--seeds {text!r}: need 0 <= A < B')
-    return range(a, b)
-
-
 def split(seeds: range, workers: int) -> list[range]:
     """Contiguous shares of ``seeds``, as even as possible, none empty."""
     n = max(1, min(workers, len(seeds)))
@@ -63,23 +54,9 @@ def split(seeds: range, workers: int) -> list[range]:
     return [range(bounds[i], bounds[i + 1]) for i in range(n)]
 
 
-def checkpoint_cameras(path: Path) -> list[str]:
-    """``cameras:=``/``image_size:=`` overrides from a checkpoint's config.json (none for a foreign model)."""
-    try:
-        config = json.loads((path / 'config.json').read_text())
-    except (OSError, json.JSONDecodeError):
-        return []  # policy_node reports the unreadable checkpoint with its own one-line reason
-    out = []
-    if config.get('camera_names'):
-        out.append('cameras:=[' + ','.join(config['camera_names']) + ']')
-    if config.get('image_size'):
-        out.append(f'image_size:={int(config["image_size"])}')
-    return out
-
-
 def graph_overrides(policy: Path, overrides: Sequence[str], config: Path) -> list[str]:
     """The overrides every worker's graph gets, checked (ParamError) before any process starts."""
-    overrides = [*checkpoint_cameras(policy), f'checkpoint:={policy}', *overrides]
+    overrides = [f'checkpoint:={policy}', *overrides]
     resolve(config, [*BASE_OVERRIDES, *overrides])
     return overrides
 
@@ -169,7 +146,8 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
     ids = {w.policy_id[-1] for w in running if w.policy_id}
     return {'policy': str(policy), 'policy_id': ids.pop() if len(ids) == 1 else sorted(ids),
             'scenario': next((o.split(':=', 1)[1] for o in overrides if o.startswith('scenario:=')), None),
-            'seeds': [seeds.start, seeds.stop], 'episodes': episodes, **summarize(episodes),
+            'seeds': [seeds.start, seeds.stop], 'seed_uses': seed_uses.uses_of(seeds), 'episodes': episodes,
+            **summarize(episodes),
             'workers': len(running), 'startup_s': round(up - t0, 2), 'elapsed_s': round(elapsed, 2),
             'steps_per_s': round(steps / elapsed, 2),
             'episodes_per_min': round(60 * len(episodes) / elapsed, 2),
@@ -195,30 +173,29 @@ def _wait(workers: list[Worker], total: int, stall_s: float, progress: Callable[
                                   f'its last output:\n{w.log_tail()}')
 
 
-def _seeds_arg(text: str) -> range:
-    try:
-        return parse_seeds(text)
-    except ParamError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='hapo evaluate-sim', formatter_class=argparse.RawDescriptionHelpFormatter,
                                  description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1])
     ap.add_argument('overrides', nargs='*', metavar='key:=value', help='deploy-graph parameters (hapo deploy --help)')
     ap.add_argument('--policy', type=Path, required=True, help='checkpoint directory (save_pretrained)')
-    ap.add_argument('--seeds', type=_seeds_arg, required=True, metavar='A:B', help='episode seeds A..B-1')
+    ap.add_argument('--scenario', default=None, metavar='FILE|NAME', help='scenario (config/scenarios: lift, '
+                    'lift_far, ...); the same as scenario:=FILE')
+    ap.add_argument('--seeds', type=seed_uses.arg, required=True, metavar='A:B', help='episode seeds A..B-1')
     ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                     help='parallel graphs, one ROS domain each (default: %(default)s)')
     ap.add_argument('--config', type=Path, default=None, help='deploy parameter YAML (default: config/deploy.yaml)')
     ap.add_argument('--stall-s', type=float, default=120.0, help='give up when no episode ends for this long')
     ap.add_argument('--out', type=Path, default=None, help='write the result JSON here (default: stdout only)')
     args = ap.parse_args(argv)
+    args.overrides = [f'scenario:={args.scenario}'] * (args.scenario is not None) + args.overrides
     if not args.policy.is_dir():
         print(f'hapo evaluate-sim: --policy {args.policy}: no such checkpoint directory', file=sys.stderr)
         return 2
     from tqdm import tqdm
 
+    warning = seed_uses.check(args.seeds, 'evaluation')
+    if warning:
+        print(f'hapo evaluate-sim: warning: {warning}; report figures on evaluation seeds only', file=sys.stderr)
     try:
         graph_overrides(args.policy, args.overrides, args.config or config_dir() / 'deploy.yaml')
         with tqdm(total=len(args.seeds), desc='evaluate-sim', unit='episode') as bar:

@@ -5,14 +5,16 @@
     camera/sim --image--> policy_node --hapo/policy/action--> mux_node --hapo/cmd--> sim / robot
                                                    joy --------^      \\--> recorder_node (bags)
 
-Parameters come from ``config/deploy.yaml`` (keyed by node name) and command-line overrides
-``key:=value`` (every node that declares ``key``) or ``node.key:=value`` (that node only).
+Parameters come from ``config/deploy.yaml`` (keyed by node name), a scenario (``scenario:=FILE``: task,
+horizon, instruction, cameras and image size of the sim, policy and recorder at once) and command-line
+overrides ``key:=value`` (every node that declares ``key``) or ``node.key:=value`` (that node only).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -115,12 +117,73 @@ def gamepad_config(name: str) -> Path:
     return path
 
 
+def scenario_path(name: str) -> Path:
+    """A scenario file given as a path, or by name (``lift_far``) from ``config/scenarios/``."""
+    path = Path(name)
+    if path.is_file():
+        return path.resolve()
+    by_name = config_dir() / 'scenarios' / f'{name}.yaml'
+    if by_name.is_file():
+        return by_name
+    known = sorted(p.stem for p in (config_dir() / 'scenarios').glob('*.yaml'))
+    raise ParamError(f'scenario {name!r}: no such file, and not one of {known} (config/scenarios)')
+
+
+def scenario_params(path: Path) -> dict[str, dict[str, Any]]:
+    """``{node: {param: value}}`` a scenario file sets: the sim's task, scenario, instruction and the horizon,
+    cameras and image size it names; the policy's camera_names and instruction; the recorder's cameras."""
+    from hapo_sim.env import DEFAULT_INSTRUCTIONS
+    from hapo_sim.scenario import ScenarioError, load_scenario
+
+    try:
+        scn = load_scenario(path)
+    except ScenarioError as exc:
+        raise ParamError(str(exc)) from None
+    sim = {'task': scn.task, 'scenario': str(path), 'instruction': scn.instruction}
+    policy = {'instruction': scn.instruction or DEFAULT_INSTRUCTIONS[scn.task]}
+    recorder = {}
+    if scn.horizon is not None:
+        sim['horizon'] = scn.horizon
+    if scn.image_size is not None:
+        sim['image_size'] = scn.image_size
+    if scn.cameras is not None:
+        sim['cameras'] = recorder['cameras'] = list(scn.cameras)
+        policy['camera_names'] = ','.join(scn.cameras)
+    return {'sim_node': sim, 'policy_node': policy, 'recorder_node': recorder}
+
+
+def checkpoint_path(value: str) -> str:
+    """A policy checkpoint as given, or, when it is a relative path that does not exist from here, the one of that
+    name under the config directory (the shipped ``policies/lift_base``); '' stays '' (an untrained model)."""
+    if not value or Path(value).is_absolute() or Path(value).exists():
+        return value
+    shipped = config_dir() / value
+    return str(shipped) if shipped.exists() else value
+
+
+def checkpoint_params(path: str) -> dict[str, dict[str, Any]]:
+    """``{node: {param: value}}`` a tiny-VLA checkpoint needs: the sim renders, and the recorder records, the
+    cameras it names at its image size; the policy takes them in the model's order. Nothing for a foreign model
+    or an unreadable one (policy_node then says what is wrong)."""
+    try:
+        config = json.loads((Path(path) / 'config.json').read_text())
+    except (OSError, ValueError):
+        return {}
+    if not config.get('camera_names') or not config.get('image_size'):
+        return {}
+    cams = [str(c) for c in config['camera_names']]
+    return {'sim_node': {'cameras': cams, 'image_size': int(config['image_size'])},
+            'recorder_node': {'cameras': cams}, 'policy_node': {'camera_names': ''}}
+
+
 def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = DEPLOY_GRAPH,
             extra_configs: Sequence[Path] = ()) -> tuple[list[NodeSpec], dict[str, dict[str, Any]]]:
     """The nodes to start and each one's final parameters, validated against its schema.
 
     Precedence, lowest first: the schema defaults, ``config``, each of ``extra_configs`` (e.g. a
-    gamepad map), ``key:=value``, ``node.key:=value``.
+    gamepad map), the scenario (``scenario:=FILE`` or ``sim_node.scenario:=FILE`` on the command line, else
+    ``sim_node.scenario`` of the config; see ``scenario_params``), the policy checkpoint's cameras and image size
+    (``checkpoint_params``: a policy sees only what it was trained on), ``key:=value``, ``node.key:=value``.
     """
     glob, per_node = parse_overrides(overrides)
     switches = dict(SWITCHES)
@@ -132,6 +195,17 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
     for extra in extra_configs:
         for node, values in load_yaml(extra).items():
             from_file.setdefault(node, {}).update(values)
+    # A graph-wide setting (it also sets the policy and recorder with sim:=false), claimed here.
+    scenario = per_node.get('sim_node', {}).pop('scenario', None)
+    scenario = glob.pop('scenario', None) if scenario is None else scenario
+    scenario = from_file.get('sim_node', {}).get('scenario', '') if scenario is None else scenario
+    layer = scenario_params(scenario_path(scenario)) if scenario else {'sim_node': {'scenario': ''}}
+    key = 'checkpoint'
+    ckpt = per_node.get('policy_node', {}).get(key, glob.get(key, from_file.get('policy_node', {}).get(key, '')))
+    if ckpt and checkpoint_path(ckpt) != ckpt:
+        per_node.setdefault('policy_node', {})[key] = checkpoint_path(ckpt)
+    for node, values in checkpoint_params(checkpoint_path(ckpt)).items():  # the checkpoint's needs win
+        layer.setdefault(node, {}).update(values)
     unknown = sorted(set(per_node) - {n.name for n in graph})
     if unknown:
         raise ParamError(f'override for unknown node(s) {unknown}; nodes: {[n.name for n in graph]}')
@@ -141,6 +215,7 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
         cls = n.schema_class()
         names = {f.name for f in dataclasses.fields(cls)}
         values = dict(from_file.get(n.name, {}))
+        values.update({k: v for k, v in layer.get(n.name, {}).items() if k in names})
         for key, value in glob.items():
             if key in names:
                 values[key] = value

@@ -32,6 +32,7 @@ from hapo_policy.errors import CheckpointError
 from hapo_policy.frames import JointsByStamp, LatestFrames
 from hapo_policy.model import VlaPolicy
 from hapo_policy.policy_params import PolicyParams
+from hapo_policy.tiny import TinyVlaConfig
 from hapo_ros.diagnostics import OK, WARN, diagnostic_array, diagnostic_status
 from hapo_ros.main import NodeStartError, run_node
 from hapo_ros.parameters import declare
@@ -49,15 +50,16 @@ class PolicyNode(Node):
         import torch
         if self.p.torch_threads:
             torch.set_num_threads(self.p.torch_threads)
+        names = [n.strip() for n in self.p.camera_names.split(',') if n.strip()]
         if self.p.checkpoint:
             self.policy = VlaPolicy.from_pretrained(self.p.checkpoint, device=self.p.device,
                                                      trust_remote_code=self.p.trust_remote_code)
-        else:
-            self.policy = VlaPolicy.create(seed=self.p.seed)
+        else:  # a fresh model sees the cameras named (e.g. by a scenario)
+            self.policy = VlaPolicy.create(TinyVlaConfig(camera_names=names) if names else None, seed=self.p.seed)
             self.get_logger().warning(f'UNTRAINED model: checkpoint is empty, fresh weights from seed {self.p.seed}; '
                                       'its actions are noise')
         cams = self.policy.camera_names
-        names = [n.strip() for n in self.p.camera_names.split(',') if n.strip()] or cams
+        names = names or cams
         if len(names) != len(cams):
             raise ParamError(f'parameter camera_names={names} must name {len(cams)} cameras (model has {cams})')
         self.frames = LatestFrames(cams, self.p.match_stamps)

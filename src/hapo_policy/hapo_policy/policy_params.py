@@ -15,8 +15,8 @@ class PolicyParams:
 
     checkpoint: str = param('', "save_pretrained directory; '' = a fresh seeded UNTRAINED model", read_only=True)
     seed: int = param(0, 'weight seed of the fresh model (checkpoint empty)', lo=0, read_only=True)
-    camera_names: str = param('', "comma-separated camera topic names in model camera order; '' = the model's",
-                              read_only=True)
+    camera_names: str = param('', "comma-separated camera topic names in model camera order; '' = the model's "
+                                  "(a fresh model, checkpoint empty, takes these cameras)", read_only=True)
     instruction: str = param('lift the cube', 'instruction until one arrives on hapo/instruction')
     match_stamps: bool = param(True, 'infer on frames sharing one stamp (sim); false = newest of each camera')
     device: str = param('cpu', 'torch device', read_only=True)

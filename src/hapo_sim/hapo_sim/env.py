@@ -6,13 +6,16 @@ Why not robosuite's own camera observations (DESIGN.md 'Simulation'): we render 
 with one ``mujoco.Renderer`` per image size, shadows and reflections off (about 2x faster), and keep
 ``hard_reset=False`` (a reset takes ~0.03 s instead of ~1.8 s). Determinism: the env is created with a
 fixed ``seed`` (robosuite samples object sizes at creation), and every ``reset(seed)`` gives the env's
-rng and every placement sampler's rng a fresh ``numpy.random.default_rng(seed)``.
+rng and every placement sampler's rng a fresh ``numpy.random.default_rng(seed)``. A scenario's variation
+(``variation=``, see ``hapo_sim.variation``) goes into the model before it is compiled; without one (or with a
+plain one) the task is robosuite's own class, exactly as before.
 
 Usage::
 
     env = SimEnv('lift', cameras=('agentview', 'robot0_eye_in_hand'), image_size=64)
     obs = env.reset(seed=3)
     obs, success = env.step([0, 0, 1, 0, 0, 0, -1])  # +z, gripper open
+    env = SimEnv.for_scenario(load_scenario('config/scenarios/lift_far.yaml'))
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hapo_interfaces.topics import ACTION_DIM
+
+if TYPE_CHECKING:
+    from hapo_sim.scenario import Scenario, Variation
 
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
@@ -110,10 +117,10 @@ class SimEnv:
 
     def __init__(self, task: str = 'lift', cameras: tuple[str, ...] | list[str] = ('agentview',),
                  image_size: int = 128, seed: int = 0, control_freq: int = 20, horizon: int = 200,
-                 robot: str = 'Panda'):
+                 robot: str = 'Panda', variation: Variation | None = None):
         import mujoco
-        import robosuite
         from robosuite.controllers import load_composite_controller_config
+        from robosuite.environments.base import REGISTERED_ENVS
 
         self.task = task_key(task)
         self.cameras = tuple(cameras)
@@ -126,11 +133,21 @@ class SimEnv:
         arm = config['body_parts'].get('right', {})
         if config.get('type') != 'BASIC' or arm.get('type') != 'OSC_POSE':
             raise SimError(f'robot {robot!r} has no OSC_POSE arm controller in its BASIC config')
-        self._env = robosuite.make(
-            TASKS[self.task], robots=robot, controller_configs=config, has_renderer=False,
+        env_class = REGISTERED_ENVS[TASKS[self.task]]
+        extra = {}
+        self.variation = variation if variation is not None and not variation.plain else None
+        if self.variation is not None:
+            from hapo_sim.scenario import LAYOUTS
+            from hapo_sim.variation import varied_class
+
+            if self.task not in LAYOUTS:
+                raise SimError(f'task {self.task!r} has no scene variations (tasks with them: {sorted(LAYOUTS)})')
+            env_class, extra = varied_class(env_class), {'variation': self.variation, 'task': self.task}
+        self._env = env_class(
+            robots=robot, controller_configs=config, has_renderer=False,
             has_offscreen_renderer=False, use_camera_obs=False, use_object_obs=True, reward_shaping=False,
             control_freq=control_freq, horizon=max(self.horizon, 1), ignore_done=True, hard_reset=False,
-            seed=seed)
+            seed=seed, **extra)
         model = self._env.sim.model
         known = [model.camera_id2name(i) for i in range(model.ncam)]
         missing = [c for c in self.cameras if c not in known]
@@ -150,8 +167,21 @@ class SimEnv:
         self.joint_names = joints
         self._qpos_idx = [model.get_joint_qpos_addr(j) for j in joints]
         self._object_keys = [name for name, o in self._env._observables.items() if o.modality == 'object']
+        self._distractor = None  # body id of a scenario's distractor
+        if self.variation is not None and self.variation.distractor:
+            from hapo_sim.variation import DISTRACTOR_NAME
+
+            self._distractor = model.body_name2id(f'{DISTRACTOR_NAME}_main')
         self._steps = 0
         self._raw: dict = {}
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, **kwargs) -> SimEnv:
+        """A SimEnv of ``scenario``'s task and variation, with the cameras, image size and horizon it names
+        (the others, and ``seed``, ``control_freq``, ``robot``, from ``kwargs`` or the defaults)."""
+        named = {'cameras': scenario.cameras, 'image_size': scenario.image_size, 'horizon': scenario.horizon}
+        return cls(scenario.task, **{**{k: v for k, v in named.items() if v is not None}, **kwargs},
+                   variation=scenario.variation)
 
     @property
     def steps(self) -> int:
@@ -207,6 +237,8 @@ class SimEnv:
         eef_pos = np.asarray(raw[f'{prefix}eef_pos'], dtype=np.float64).copy()
         state['eef_pos'] = eef_pos
         state['eef_quat'] = np.asarray(raw[f'{prefix}eef_quat'], dtype=np.float64).copy()
+        if self._distractor is not None:
+            state['distractor_pos'] = np.array(self._env.sim.data.body_xpos[self._distractor], dtype=np.float64)
         return Observation(
             images={c: self.render(c) for c in self.cameras},
             joint_names=list(self.joint_names),

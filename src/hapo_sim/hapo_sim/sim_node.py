@@ -7,6 +7,8 @@
 Published: ``camera/<name>/image_raw`` (rgb8, sensor data QoS), ``robot/joint_states`` and
 ``robot/object_state`` (JointState, reliable depth 10, same stamp as the images), ``hapo/instruction``
 (transient local), ``hapo/episode`` (reliable depth 50; START/SUCCESS/FAILURE/ABORT, origin 'sim').
+``scenario:=FILE`` simulates that scenario's scene variation; its task, cameras, image size and horizon are
+parameters of their own, which ``hapo deploy scenario:=FILE`` sets from the file.
 Subscribed: ``hapo/cmd`` (records.read_step), ``hapo/episode`` (terminal events of other origins end
 the episode). Service ``sim/reset`` (std_srvs/Trigger). The episode loop (what steps, when episodes start
 and end) is ``episode_loop.py``; stepping rules: ``stepping.py``.
@@ -34,6 +36,7 @@ from hapo_ros.parameters import declare
 from hapo_ros.qos import LATCHED
 from hapo_sim.env import DEFAULT_INSTRUCTIONS, SimEnv, SimError, flatten_state, task_key
 from hapo_sim.episode_loop import EpisodeLoop, Output, Published
+from hapo_sim.scenario import ScenarioError, scenario_variation
 from hapo_sim.sim_params import SimParams
 
 
@@ -44,7 +47,7 @@ class SimNode(Node):
         # The model is always made with SimEnv's fixed seed (robosuite samples object sizes then); ``seed`` only
         # picks episodes, so seed s is the same scene whichever node or evaluation worker runs it.
         self.env = SimEnv(p.task, p.cameras, p.image_size, control_freq=p.control_rate_hz,
-                          horizon=p.horizon)
+                          horizon=p.horizon, variation=scenario_variation(p.scenario, p.task))
         self.instruction = p.instruction or DEFAULT_INSTRUCTIONS[task_key(p.task)]
         self.loop = EpisodeLoop(self.env, p, self.instruction)
         self.bad_cmd = 0
@@ -61,8 +64,9 @@ class SimNode(Node):
         self.create_subscription(String, topics.EPISODE, self._on_episode, 50)
         self.create_service(Trigger, topics.RESET_SERVICE, self._on_reset)
         self.pub_instr.publish(String(data=self.instruction))
-        self.get_logger().info(f'task={self.env.task} mode={p.mode} cameras={list(p.cameras)} '
-                               f'{p.image_size}px horizon={p.horizon} seed={p.seed} max_episodes={p.max_episodes}')
+        self.get_logger().info(f'task={self.env.task} scenario={p.scenario or "none"} mode={p.mode} '
+                               f'cameras={list(p.cameras)} {p.image_size}px horizon={p.horizon} seed={p.seed} '
+                               f'max_episodes={p.max_episodes}')
         self._sent: list = []  # (publisher, message) of the current observation, for republishing
         self._sent_ns = 0
         if p.mode == 'realtime':
@@ -167,7 +171,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(SimNode, 'sim_node', args, start_errors=(SimError,))
+    return run_node(SimNode, 'sim_node', args, start_errors=(SimError, ScenarioError))
 
 
 if __name__ == '__main__':

@@ -18,6 +18,8 @@ class SimParams:
     """sim_node parameters, all read once at start (read-only): name (type, default, unit): meaning."""
 
     task: str = param('lift', 'task to simulate', choices=(*TASKS, *TASKS.values()), read_only=True)
+    scenario: str = param('', "scenario file (config/scenarios/*.yaml) whose scene variation to simulate; its task "
+                              "must be task ('hapo deploy scenario:=FILE' sets both); '' = none", read_only=True)
     cameras: list[str] = param(['agentview'], 'cameras to render, e.g. robot0_eye_in_hand', read_only=True)
     image_size: int = param(128, 'square image side', unit='px', lo=8, hi=1024, read_only=True)
     seed: int = param(0, 'seed of episode 0; episode i uses seed + i', lo=0, hi=2**31 - 1, read_only=True)
