@@ -25,7 +25,8 @@ def env():
 
 
 def test_lockstep_episodes_in_order(env):
-    loop = EpisodeLoop(env, SimParams(horizon=2, max_episodes=2), 'lift the cube')
+    clock = iter(range(100, 10**6, 10))
+    loop = EpisodeLoop(env, SimParams(horizon=2, max_episodes=2), 'lift the cube', lambda: next(clock))
     start, obs = loop.start(0)
     assert start.event is E.START and start.extra['seed'] == 0 and start.stamp_ns < obs.stamp_ns
     assert isinstance(obs, Published) and loop.started == 'episode 0 seed 0'
@@ -45,5 +46,5 @@ def test_lockstep_episodes_in_order(env):
 
 
 def test_demo_episodes_say_so_in_their_start(env):
-    start, _obs = EpisodeLoop(env, SimParams(horizon=2, demo=True), 'lift the cube').start(0)
+    start, _obs = EpisodeLoop(env, SimParams(horizon=2, demo=True), 'lift the cube', lambda: 1).start(0)
     assert start.event is E.START and start.extra['demo'] is True

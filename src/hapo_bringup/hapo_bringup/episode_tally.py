@@ -71,6 +71,12 @@ class EpisodeTally:
         return out
 
     @property
+    def steps_seen(self) -> int:
+        """Driving steps received so far (a running graph's sign of life)."""
+        with self._lock:
+            return len(self._steps)
+
+    @property
     def completed(self) -> int:
         with self._lock:
             return len(self._episodes())

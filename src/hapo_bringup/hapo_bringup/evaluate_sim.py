@@ -155,21 +155,23 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
 
 
 def _wait(workers: list[Worker], total: int, stall_s: float, progress: Callable[[int], None] | None) -> None:
-    done, last_change = 0, time.monotonic()
+    done, steps, last_change = 0, 0, time.monotonic()
     while done < total:
         time.sleep(0.1)
         now = sum(min(w.tally.completed, len(w.seeds)) for w in workers)
-        if now != done:
-            if progress:
-                progress(now - done)
-            done, last_change = now, time.monotonic()
+        if now != done and progress:
+            progress(now - done)
+        seen = sum(w.tally.steps_seen for w in workers)
+        if (now, seen) != (done, steps):
+            done, steps, last_change = now, seen, time.monotonic()
         for w in workers:
             why = w.alive()
             if why and w.tally.completed < len(w.seeds):
                 raise EvaluationError(f'seeds {w.seeds.start}:{w.seeds.stop}: {why}; its last output:\n{w.log_tail()}')
         if time.monotonic() - last_change > stall_s:
             w = min(workers, key=lambda w: w.tally.completed / len(w.seeds))
-            raise EvaluationError(f'no episode ended for {stall_s:.0f} s (seeds {w.seeds.start}:{w.seeds.stop}); '
+            raise EvaluationError(f'no step and no episode end for {stall_s:.0f} s (slowest: seeds '
+                                  f'{w.seeds.start}:{w.seeds.stop}); '
                                   f'its last output:\n{w.log_tail()}')
 
 
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                     help='parallel graphs, one ROS domain each (default: %(default)s)')
     ap.add_argument('--config', type=Path, default=None, help='deploy parameter YAML (default: config/deploy.yaml)')
-    ap.add_argument('--stall-s', type=float, default=120.0, help='give up when no episode ends for this long')
+    ap.add_argument('--stall-s', type=float, default=120.0, help='give up when no graph executes a step for this long')
     ap.add_argument('--out', type=Path, default=None, help='write the result JSON here (default: stdout only)')
     args = ap.parse_args(argv)
     args.overrides = [f'scenario:={args.scenario}'] * (args.scenario is not None) + args.overrides

@@ -3,12 +3,14 @@
 """The sim node's episode loop over a SimEnv: which command steps the sim, when episodes start and end, and what
 goes out, in order; no ROS (``sim_node`` publishes the outputs, stepping rules: ``stepping.py``).
 
-Every call takes the time (``now_ns``) and returns the outputs to publish in order: ``Published`` (one
-observation: images, joint and object states under one stamp), ``EpisodeMessage`` (origin 'sim') and log lines.
+Every call takes the time of the call (``now_ns``) and returns the outputs to publish in order: ``Published`` (one
+observation: images, joint and object states under one stamp, taken by ``now()`` once it is rendered),
+``EpisodeMessage`` (origin 'sim') and log lines.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hapo_interfaces.enums import EpisodeEvent
@@ -34,8 +36,8 @@ Output = Published | EpisodeMessage | str
 class EpisodeLoop:
     """Episodes of ``env`` under the node's parameters (lockstep or real time, seeds, horizon, limits)."""
 
-    def __init__(self, env: SimEnv, p: SimParams, instruction: str):
-        self.env, self.p, self.instruction = env, p, instruction
+    def __init__(self, env: SimEnv, p: SimParams, instruction: str, now: Callable[[], int]):
+        self.env, self.p, self.instruction, self.now = env, p, instruction, now
         self.lockstep, self.latest, self.clock = Lockstep(), LatestCommand(int(1e9 / p.control_rate_hz)), StampClock()
         self.episodes = Episodes(p.seed, p.horizon, p.max_episodes, p.auto_reset)
 
@@ -47,8 +49,9 @@ class EpisodeLoop:
     def _event(self, now_ns: int, event: EpisodeEvent, **extra) -> EpisodeMessage:
         return EpisodeMessage(event, self.clock.next(now_ns), ORIGIN, extra)
 
-    def _observed(self, now_ns: int, obs: Observation) -> Published:
-        out = Published(self.clock.next(now_ns), obs)
+    def _observed(self, obs: Observation) -> Published:
+        # Stamped when it exists: after the step and the render (``now()``), not when the command came.
+        out = Published(self.clock.next(self.now()), obs)
         self.lockstep.observed(out.stamp_ns)  # the node publishes it before it takes the next command
         return out
 
@@ -58,7 +61,7 @@ class EpisodeLoop:
         obs = self.env.reset(seed)
         demo = {'demo': True} if self.p.demo else {}
         return [self._event(now_ns, EpisodeEvent.START, task=self.env.task, instruction=self.instruction, seed=seed,
-                            episode=self.episodes.index, **demo), self._observed(now_ns, obs)]
+                            episode=self.episodes.index, **demo), self._observed(obs)]
 
     def _end(self, now_ns: int) -> list[Output]:
         self.lockstep.idle()
@@ -69,7 +72,7 @@ class EpisodeLoop:
     def _advance(self, now_ns: int, action) -> list[Output]:
         obs, success = self.env.step(action)
         outcome = self.episodes.outcome(self.env.steps, success)
-        out: list[Output] = [self._observed(now_ns, obs)]
+        out: list[Output] = [self._observed(obs)]
         if outcome is EpisodeEvent.SUCCESS:
             out.append(self._event(now_ns, outcome, steps=self.env.steps))
         elif outcome is EpisodeEvent.FAILURE:

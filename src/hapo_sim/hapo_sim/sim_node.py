@@ -49,7 +49,7 @@ class SimNode(Node):
         self.env = SimEnv(p.task, p.cameras, p.image_size, control_freq=p.control_rate_hz,
                           horizon=p.horizon, variation=scenario_variation(p.scenario, p.task))
         self.instruction = p.instruction or DEFAULT_INSTRUCTIONS[task_key(p.task)]
-        self.loop = EpisodeLoop(self.env, p, self.instruction)
+        self.loop = EpisodeLoop(self.env, p, self.instruction, self._now_ns)
         self.bad_cmd = 0
         # Images: sensor data (best effort, latest wins). States: reliable, the recorder wants every one.
         self.pub_img = {c: self.create_publisher(Image, topics.camera_topic(c), qos_profile_sensor_data)
