@@ -23,6 +23,7 @@ QUICK = {
     'bench_train_step.py': ['--repeats', '3', '--warmup', '1'],
     'bench_sim.py': ['--steps', '10', '--size', '64'],
     'bench_evaluate.py': ['--quick'],
+    'bench_collect.py': ['--quick'],
 }
 
 

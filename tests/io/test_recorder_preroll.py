@@ -48,3 +48,33 @@ def test_messages_before_their_start_event_are_recorded(tmp_path):
     assert ep.proposal_stamps_ns.tolist() == [first, second]
     assert rec.stats['/hapo/policy/action'].outside == 1  # only the stale one
     assert rec.stats['/hapo/cmd'].written == 2
+
+
+def sim_event(kind, stamp_ns, **extra):
+    return string(encode_event(EpisodeMessage(kind, stamp_ns, 'sim', {'task': 'lift', **extra})))
+
+
+def test_the_answer_to_the_final_observation_is_not_an_executed_step(tmp_path):
+    """A lockstep sim's end event counts the executed steps; an answer to the final observation (published before
+    the end event, never executed) stays out of the bag, whether it arrives before or after the end event, and so
+    does a late one reaching the next episode."""
+    rec = Recorder(SPECS, RecorderParams(output_root=str(tmp_path), close_grace_s=0.0), lambda *_: None)
+    rec.start()
+    human = ControlSource.HUMAN.wire
+    for ep, (early, count) in enumerate([(True, 3), (False, 2)]):
+        t0 = T0 + ep * 1000 * MS
+        rec.offer('/hapo/episode', sim_event(EpisodeEvent.START, t0, seed=ep))
+        if ep:  # the previous episode's final answer, arriving late
+            rec.offer('/hapo/cmd', joint_state(T0 + 4 * MS, [0.9] * 7, human))
+        for i in range(count):
+            rec.offer('/hapo/cmd', joint_state(t0 + (i + 1) * MS, [0.1 * (i + 1)] * 7, human))
+        final = t0 + (count + 1) * MS
+        end = sim_event(EpisodeEvent.SUCCESS, final + 1, steps=count)
+        answer = joint_state(final, [0.9] * 7, human)
+        for raw in ((answer, end) if early else (end, answer)):
+            rec.offer('/hapo/episode' if raw is end else '/hapo/cmd', raw)
+    rec.stop()
+    bags = [read_episode(p, decode_images=False) for p in list_episodes([tmp_path])]
+    assert [len(ep.sources) for ep in bags] == [3, 2] and all(ep.outcome == 'success' for ep in bags)
+    assert all((ep.actions < 0.5).all() for ep in bags), 'no answer to a final observation recorded'
+    assert rec.stats['/hapo/cmd'].outside == 3

@@ -77,3 +77,25 @@ def test_gate_ignores_stray_events_and_shutdown():
     gate.on_event(ev(EpisodeEvent.START, 2), 2 * MS)
     (close,) = gate.shutdown()
     assert close.outcome == 'aborted' and 'SIGINT' in close.reason
+
+
+def test_gate_a_late_answer_to_the_previous_episode_belongs_to_neither():
+    gate = EpisodeGate(grace_ns=300 * MS)
+    gate.on_event(ev(EpisodeEvent.START, 10), 10 * MS)
+    gate.on_event(ev(EpisodeEvent.SUCCESS, 100), 100 * MS)
+    gate.on_event(ev(EpisodeEvent.START, 101), 101 * MS)  # auto reset: the next START before the late step
+    assert not gate.admit(99 * MS)  # answers observation 99 of the episode that ended
+    assert gate.admit(102 * MS) and gate.admit(None)
+
+
+def test_gate_admits_no_step_beyond_the_count_the_end_event_gives():
+    gate = EpisodeGate(grace_ns=300 * MS)
+    gate.on_event(ev(EpisodeEvent.START, 10), 10 * MS)
+    assert gate.admit_step(20 * MS, driving_steps=5)  # open: no count known yet
+    gate.on_event(EpisodeMessage(EpisodeEvent.SUCCESS, 100 * MS, 'sim', {'steps': 3}), 100 * MS)
+    assert gate.admit_step(90 * MS, driving_steps=2)  # the 3rd executed step, arriving after the end event
+    assert not gate.admit_step(99 * MS, driving_steps=3)  # answers the final observation: never executed
+    assert gate.admit(99 * MS)  # that observation itself is recorded
+    gate.on_event(EpisodeMessage(EpisodeEvent.START, 101 * MS, 'mux', {}), 101 * MS)
+    gate.on_event(EpisodeMessage(EpisodeEvent.SUCCESS, 200 * MS, 'mux', {'reason': 'operator'}), 200 * MS)
+    assert gate.admit_step(150 * MS, driving_steps=50)  # no count given: the stamp rule alone

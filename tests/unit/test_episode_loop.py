@@ -30,6 +30,7 @@ def test_lockstep_episodes_in_order(env):
     start, obs = loop.start(0)
     assert start.event is E.START and start.extra['seed'] == 0 and start.stamp_ns < obs.stamp_ns
     assert isinstance(obs, Published) and loop.started == 'episode 0 seed 0'
+    assert 'demo' not in start.extra
     assert loop.command(1, ExecutedStep(obs.stamp_ns - 1, UP, S.POLICY)) == []  # stale
     assert loop.command(1, ExecutedStep(obs.stamp_ns, ZERO_ACTION, S.NONE)) == []  # a hold does not step
     (obs2,) = loop.command(2, ExecutedStep(obs.stamp_ns, UP, S.POLICY))
@@ -42,3 +43,8 @@ def test_lockstep_episodes_in_order(env):
     ok, message, out = loop.reset(5)  # aborts episode 1; max_episodes reached: no episode 2
     assert (ok, message) == (False, 'max_episodes=2 reached')
     assert [(o.event, o.extra['reason']) for o in out] == [(E.ABORT, 'reset')] and not loop.episodes.running
+
+
+def test_demo_episodes_say_so_in_their_start(env):
+    start, _obs = EpisodeLoop(env, SimParams(horizon=2, demo=True), 'lift the cube', lambda: 1).start(0)
+    assert start.event is E.START and start.extra['demo'] is True

@@ -166,3 +166,18 @@ def test_hold_command_keeps_gripper_and_observation_stamp():
     m.step(1 * MS, obs_stamp_ns=3 * MS)
     assert m.hold(9 * MS) == m.step(600 * MS, tick=True).commands[0]  # the node's last hold = the tick's hold
     assert m.hold(9 * MS).action == (0.0,) * 6 + (1.0,)
+
+
+def test_lockstep_a_stamped_joy_answers_only_observations_made_before_it():
+    m = mux()
+
+    def stamped(t, x):  # a joystick driver's message: deadman held, x on the left stick, stamped with its clock
+        return joy_input([0.0, x] + [0.0] * 6, [0, 0, 0, 0, 1] + [0] * 6, stamp_ns=t)
+
+    m.step(10 * MS, joy=stamped(10 * MS, 0.5), obs_stamp_ns=20 * MS)  # input older than the observation
+    assert m.mode is Mode.HUMAN and m.step(11 * MS, tick=True).commands == []
+    d = m.step(25 * MS, joy=stamped(25 * MS, 1.0))  # the driver's next message: answers at once, no tick
+    assert [(c.stamp_ns, c.action[0]) for c in d.commands] == [(20 * MS, pytest.approx(1.0))]
+    assert m.step(30 * MS, joy=stamped(30 * MS, 1.0), tick=True).commands == []  # observation 20 answered
+    d = m.step(31 * MS, obs_stamp_ns=31 * MS)  # a newer observation than the held Joy: wait
+    assert d.commands == [] and m.step(32 * MS, tick=True).commands == []

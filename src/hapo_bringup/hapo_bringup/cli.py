@@ -5,6 +5,7 @@
     hapo deploy [key:=value ...] [--scenario FILE|NAME] [--config config/deploy.yaml] [--duration S]
     hapo node NAME [--ros-args ...]                    (one node, as ``ros2 run <package> NAME`` would start it)
     hapo bag-info DIR...
+    hapo collect-demos --episodes N --out DIR [--scenario S] [--seeds A:B] [--workers 2] [key:=value ...]
     hapo dataset|optimize|evaluate|compare|import-stats ...   (see ``hapo <verb> --help``)
 """
 
@@ -28,6 +29,8 @@ VERBS = {
     'optimize': ('hapo_trainer.optimize', 'fine-tune a policy on recorded episodes (HAPO and baselines)'),
     'train-base': ('hapo_bringup.train_base', 'BC from a fresh model on demos, kept at its best closed-loop epoch'),
     'evaluate': ('hapo_trainer.evaluate', 'replay recorded episodes through a policy'),
+    'collect-demos': ('hapo_bringup.collect_demos', 'scripted expert demos through the graph (Joy via the mux) into '
+                                                    'demo bags'),
     'evaluate-sim': ('hapo_bringup.evaluate_sim', 'closed-loop success of a checkpoint on sim seeds (the graph)'),
     'compare': ('hapo_trainer.compare', 'paired comparison of two evaluate-sim results (exact McNemar)'),
     'import-stats': ('hapo_policy.import_stats', "an OpenVLA checkpoint's norm_stats[unnorm_key] -> action_stats.json"),

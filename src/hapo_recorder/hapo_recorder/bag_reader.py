@@ -127,7 +127,10 @@ def _iter_mcap(mcap_path: Path, truncated: bool) -> Iterator[tuple[str, str, int
             # the end of what the crashed writer put on disk: the partial chunk is lost
 
 
-def _metadata(path: Path) -> dict[str, Any] | None:
+def read_metadata(path: str | Path) -> dict[str, Any] | None:
+    """The custom_data of a closed episode bag (task, seed, demo, outcome, steps, ...), without reading its MCAP
+    file; None while it is open or after a crash (no metadata.yaml). BagError on an unreadable one."""
+    path = Path(path)
     meta_path = path / 'metadata.yaml'
     if not meta_path.exists():
         return None
@@ -158,7 +161,7 @@ def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
     path = Path(path)
     if not path.is_dir():
         raise BagError(f'{path}: not a bag directory')
-    meta = _metadata(path)
+    meta = read_metadata(path)
     truncated = meta is None
     files = sorted(path.glob('*.mcap'))
     if not files:

@@ -75,6 +75,7 @@ class EpisodeWriter:
         self.counts: dict[str, int] = {}
         self.step_stamps_ns: list[int] = []
         self.sources: list[int] = []
+        self.driving_steps = 0  # steps of source policy or human
         self._writer: Writer | None = None
         self._conns: dict[tuple[str, str], Any] = {}
         self._last_flush_ns = time.monotonic_ns()
@@ -175,6 +176,7 @@ class EpisodeWriter:
         """Register one executed step (already written as its ``hapo/cmd`` message) for the tags."""
         self.step_stamps_ns.append(int(stamp_ns))
         self.sources.append(int(source))
+        self.driving_steps += source in (ControlSource.POLICY, ControlSource.HUMAN)
 
     def maybe_flush(self, now_ns: int | None = None) -> bool:
         """Close the pending chunk and flush if ``flush_period_ns`` passed since the last flush."""

@@ -6,7 +6,7 @@ Data flow (``recorder_node`` feeds ``offer`` from raw subscription callbacks)::
 
     callbacks --offer(topic, raw, recv_ns)--> bounded queue --> writer thread
         hapo/episode  -> decode -> EpisodeGate -> open / close EpisodeWriter
-        hapo/cmd      -> decode -> step (stamp, source) -> write + tag
+        hapo/cmd      -> decode -> step (stamp, source) -> write + tag (a driving step one step later, see below)
         other topics  -> header stamp read from the CDR bytes -> EpisodeGate.admit -> write
                          (not admitted: kept in a short pre-roll, written if a START with an earlier stamp follows)
 
@@ -15,7 +15,10 @@ episode events and executed steps are small and rare and always queued, since lo
 labels. The pre-roll covers the executor's order: it takes ready subscriptions in creation order, not in
 arrival order, so the first step's messages can reach the queue before the START event they belong to.
 Per-topic counters (received, written, dropped, outside an episode) feed ``/diagnostics`` and each
-episode's custom_data.
+episode's custom_data. The newest driving (policy/human) step is held back until the next step or the end of the
+episode decides it: an end event that gives the episode's step count (a lockstep sim's) drops a step beyond it,
+the answer to the final observation, which nothing executes and which can arrive before the end event (a
+kill -9 loses that one held step more).
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from hapo_interfaces.enums import EpisodeEvent
-from hapo_interfaces.records import RecordError, decode_event, read_step
+from hapo_interfaces.enums import ControlSource, EpisodeEvent
+from hapo_interfaces.records import ExecutedStep, RecordError, decode_event, read_step
 from hapo_recorder.bag_writer import EpisodeWriter, RecorderError, typestore
 from hapo_recorder.episode import Close, EpisodeGate, Open
 from hapo_recorder.params import RecorderParams
 
 CRITICAL_ROLES = ('episode', 'cmd')
+DRIVING = (ControlSource.POLICY, ControlSource.HUMAN)
 PREROLL = 64  # stamped messages kept while no episode admits them (about 0.3 s of the deploy graph)
 
 
@@ -104,6 +108,7 @@ class Recorder:
         self.last_path = ''
         self._latest_instruction: tuple[bytes, int] | None = None
         self._preroll: deque[tuple[str, bytes, int, int]] = deque(maxlen=PREROLL)  # (topic, raw, recv_ns, stamp)
+        self._held: tuple[TopicSpec, int, bytes, ExecutedStep] | None = None  # newest driving step, not yet written
         self.policy_id = params.policy_id  # replaced by what the policy node announces on hapo/policy/id
         self._opened_at: dict[str, tuple[int, int]] = {}
         self._last_log_ns = 0
@@ -194,24 +199,45 @@ class Recorder:
                 self._replay_preroll(event.stamp_ns)
             return
         stamp = header_stamp_ns(raw) if self._stamped[topic] else None
-        if not self.gate.admit(stamp):
+        step = self._step(spec, raw) if spec.role == 'cmd' else None
+        driving = step is not None and step.source in DRIVING and self.writer is not None
+        if driving:
+            admitted = self.gate.admit_step(stamp, self.writer.driving_steps + (self._held is not None))
+        else:
+            admitted = self.gate.admit(stamp)
+        if not admitted:
             if stamp is not None:
                 self._preroll.append((topic, raw, recv_ns, stamp))
             with self._lock:
                 st.outside += 1
             return
-        if spec.role == 'cmd':
-            try:
-                step = read_step(self.store.deserialize_cdr(raw, spec.msgtype))
-            except (RecordError, ValueError, KeyError, struct.error) as exc:
-                step = None
-                with self._lock:
-                    st.malformed += 1
-                self.log('warn', f'malformed executed step on {topic} recorded but not tagged: {exc}')
-            if self._write(spec, log_ns, raw) and step is not None:
-                self.writer.add_step(step.stamp_ns, int(step.source))
+        if spec.role != 'cmd':
+            self._write(spec, log_ns, raw)
             return
-        self._write(spec, log_ns, raw)
+        self._write_held()
+        if driving:
+            self._held = (spec, log_ns, raw, step)  # written by the next step, or decided at close
+        else:
+            self._write_step(spec, log_ns, raw, step)
+
+    def _write_step(self, spec: TopicSpec, log_ns: int, raw: bytes, step: ExecutedStep | None) -> None:
+        if self._write(spec, log_ns, raw) and step is not None:
+            self.writer.add_step(step.stamp_ns, int(step.source))
+
+    def _write_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._write_step(*held)
+
+    def _step(self, spec: TopicSpec, raw: bytes) -> ExecutedStep | None:
+        """The executed step of a ``hapo/cmd`` message; None (logged: recorded but not tagged) if malformed."""
+        try:
+            return read_step(self.store.deserialize_cdr(raw, spec.msgtype))
+        except (RecordError, ValueError, KeyError, struct.error) as exc:
+            with self._lock:
+                self.stats[spec.topic].malformed += 1
+            self.log('warn', f'malformed executed step on {spec.topic} recorded but not tagged: {exc}')
+            return None
 
     def _replay_preroll(self, start_ns: int) -> None:
         """Record the pre-roll messages stamped at or after the episode's start, in arrival order."""
@@ -238,6 +264,7 @@ class Recorder:
             self.errors += 1
             self.last_error = str(exc)
             self.log('error', f'{exc}; episode aborted, recorder continues')
+            self._held = None
             if self.writer is not None:
                 self.writer.abort()
                 self.last_path = str(self.writer.path or '')
@@ -284,6 +311,13 @@ class Recorder:
                          f'demo={info["demo"]}, k={p.k})')
 
     def _close(self, action: Close) -> None:
+        if self._held is not None and action.steps is not None and self.writer.driving_steps >= action.steps:
+            topic, self._held = self._held[0].topic, None  # answers the final observation: never executed
+            with self._lock:
+                self.stats[topic].outside += 1
+        self._write_held()
+        if self.writer is None:  # the held step's write failed: the episode is aborted
+            return
         writer, self.writer = self.writer, None
         with self._lock:
             counts = {t: {'received': s.received - self._opened_at.get(t, (0, 0))[0],

@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,20 @@ def flatten_state(state: dict[str, np.ndarray]) -> tuple[list[str], list[float]]
         names += field_names(key, flat.size)
         values += [float(v) for v in flat]
     return names, values
+
+
+def unflatten_state(names: Sequence[str], values: Sequence[float]) -> dict[str, np.ndarray]:
+    """The inverse of ``flatten_state`` (e.g. a ``robot/object_state`` message): ``cube_pos.x, .y, .z`` ->
+    ``{'cube_pos': array of 3}``, fields in first-seen order; SimError on a name without a component."""
+    if len(names) != len(values):
+        raise SimError(f'state has {len(names)} names but {len(values)} values')
+    fields: dict[str, list[float]] = {}
+    for name, value in zip(names, values, strict=True):
+        key, dot, _ = name.rpartition('.')
+        if not dot:
+            raise SimError(f'state name {name!r} is not <field>.<component>')
+        fields.setdefault(key, []).append(float(value))
+    return {key: np.asarray(vals, dtype=np.float64) for key, vals in fields.items()}
 
 
 @dataclass

@@ -59,8 +59,9 @@ class EpisodeLoop:
         """Begin the next episode: its START event, then its first observation."""
         seed = self.episodes.start()
         obs = self.env.reset(seed)
+        demo = {'demo': True} if self.p.demo else {}
         return [self._event(now_ns, EpisodeEvent.START, task=self.env.task, instruction=self.instruction, seed=seed,
-                            episode=self.episodes.index), self._observed(obs)]
+                            episode=self.episodes.index, **demo), self._observed(obs)]
 
     def _end(self, now_ns: int) -> list[Output]:
         self.lockstep.idle()

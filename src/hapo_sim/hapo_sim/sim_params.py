@@ -29,6 +29,8 @@ class SimParams:
                                    unit='Hz', lo=1.0, hi=500.0, read_only=True)
     horizon: int = param(200, 'steps per episode before FAILURE (reason horizon)', lo=1, hi=10**6, read_only=True)
     instruction: str = param('', 'task instruction; empty = the task default (e.g. lift the cube)', read_only=True)
+    demo: bool = param(False, 'episodes are expert demonstrations: START carries demo: true, so the recorder marks '
+                              'the bags and the dataset labels every step c = 1 (hapo collect-demos)', read_only=True)
     auto_reset: bool = param(True, 'start the next episode after success/failure', read_only=True)
     max_episodes: int = param(0, 'stop (stay idle) after this many episodes; 0 = unlimited', lo=0, hi=10**9,
                               read_only=True)

@@ -16,7 +16,12 @@ drive it exactly. Fail-safe rules (the failure modes reported for teleop_twist_j
   acted upon (so a slow policy cannot replay an old action after a hand-back).
 
 In ``lockstep`` mode (simulators that step once per command) the human's command is emitted once
-per new observation stamp; otherwise once per control tick.
+per new observation stamp, carrying that stamp; otherwise once per control tick. Which Joy answers
+observation ``t`` in lockstep: a stamped Joy (``header.stamp`` > 0) only if stamped at or after ``t``
+(input made before the observation was published cannot answer it), and then at once; so a scripted
+operator that stamps its Joy with the observation it computed it from is paired with exactly that
+observation, and a joystick driver (stamped with its clock, republished at its autorepeat rate) answers
+with the first input after the observation. An unstamped Joy answers the newest observation on the next tick.
 """
 
 from __future__ import annotations
@@ -157,8 +162,7 @@ class MuxLogic:
             if self.mapping.gripper_button in pressed:
                 self.human_gripper = -self.human_gripper
             stamp = self.obs_stamp_ns if self.obs_stamp_ns is not None else now_ns
-            new_obs = stamp > self.acted_stamp_ns
-            if (tick or entering) and (new_obs or not self.p.lockstep):
+            if self._human_due(stamp, tick or entering):
                 action = (*self.mapping.motion(self.joy), self.human_gripper)
                 self._emit(out, Command(stamp, action, ControlSource.HUMAN))
                 self.counts['human_commands'] += 1
@@ -169,6 +173,16 @@ class MuxLogic:
         elif tick and not out.commands:
             self._hold(out, now_ns, ControlSource.NONE)  # no valid source: hold on every tick
         return out
+
+    def _human_due(self, stamp_ns: int, tick: bool) -> bool:
+        """Whether the human's command for the observation ``stamp_ns`` goes out now (module docstring)."""
+        if not self.p.lockstep:
+            return tick
+        if stamp_ns <= self.acted_stamp_ns:
+            return False  # answered already
+        if self.joy.stamp_ns:
+            return self.joy.stamp_ns >= stamp_ns
+        return tick
 
     def _take_policy(self, now_ns: int, policy: PolicyInput) -> None:
         if self.policy is not None and policy.stamp_ns <= self.policy.stamp_ns:

@@ -77,13 +77,14 @@ class MuxNode(Node):
 
     def on_joy(self, msg: Joy) -> None:
         bad = self.logic.counts['bad_joy_messages']
-        self.publish(self.logic.step(self.now_ns(), joy=joy_input(msg.axes, msg.buttons)))
+        self.publish(self.logic.step(self.now_ns(), joy=joy_input(msg.axes, msg.buttons, to_ns(msg.header.stamp))))
         if self.logic.counts['bad_joy_messages'] > bad:
             self.get_logger().warn(f'{topics.JOY}: {self.logic.last_joy_error}; treated as absent',
                                    throttle_duration_sec=5.0)
 
     def on_joint_states(self, msg: JointState) -> None:
-        self.logic.step(self.now_ns(), obs_stamp_ns=to_ns(msg.header.stamp))
+        # a new observation: a stamped Joy that already answers it goes out at once (lockstep)
+        self.publish(self.logic.step(self.now_ns(), obs_stamp_ns=to_ns(msg.header.stamp)))
 
     def on_tick(self) -> None:
         self.publish(self.logic.step(self.now_ns(), tick=True))
