@@ -180,12 +180,14 @@ def capacity(seconds: float, tmp: Path, repeats: int) -> dict:
     from hapo_recorder.recorder import Recorder, TopicSpec
 
     ts = typestore()
+    start_ns = time.time_ns()  # the START precedes every message of the mix (the recorder drops earlier stamps)
     mix = message_mix(seconds)
     nbytes = sum(len(m[2]) for m in mix)
     topics = sorted({(m[0], m[1]) for m in mix})
 
-    def event(kind, **extra):
-        s = ts.types['std_msgs/msg/String'](data=encode_event(EpisodeMessage(kind, time.time_ns(), 'b', extra)))
+    def event(kind, stamp_ns=None, **extra):
+        msg = EpisodeMessage(kind, stamp_ns or time.time_ns(), 'b', extra)
+        s = ts.types['std_msgs/msg/String'](data=encode_event(msg))
         return ts.serialize_cdr(s, 'std_msgs/msg/String')
 
     def run_rosbags(path):
@@ -204,7 +206,7 @@ def capacity(seconds: float, tmp: Path, repeats: int) -> dict:
         rec = Recorder(specs, params, lambda level, text: None)
         rec.start()
         t0 = time.perf_counter()
-        rec.offer('/hapo/episode', event(EpisodeEvent.START, task='cap'))
+        rec.offer('/hapo/episode', event(EpisodeEvent.START, start_ns, task='cap'))
         for tp, _mt, raw in mix:
             rec.offer(tp, raw)
         rec.offer('/hapo/episode', event(EpisodeEvent.SUCCESS))
