@@ -47,7 +47,7 @@ from typing import Any
 
 from hapo_bringup.evaluate_sim import split
 from hapo_bringup.graph import NodeSpec, config_dir, resolve
-from hapo_bringup.runner import GraphRunner
+from hapo_bringup.runner import GraphRunner, log_tail
 from hapo_interfaces.params import ParamError, from_mapping
 from hapo_sim import seeds as seed_uses
 
@@ -125,16 +125,6 @@ class Worker:
     runner: GraphRunner
     log: Path
     stopped: bool = False
-
-    def alive(self) -> str | None:
-        """None while every node runs, else which one exited and how."""
-        for name, proc in self.runner.procs.items():
-            if proc.poll() is not None:
-                return f'{name} exited with code {proc.returncode}'
-        return None
-
-    def log_tail(self, lines: int = 25) -> str:
-        return '\n'.join(self.log.read_text(errors='replace').splitlines()[-lines:])
 
     def stop(self) -> None:
         if not self.stopped:
@@ -270,16 +260,17 @@ class Pool:
                     if progress:
                         progress(meta['outcome'] == 'success')
             for w in list(self.running):
-                why = w.alive()
+                why = w.runner.exited()
                 if all(s in done for s in w.seeds):
                     w.stop()
                     self.running.remove(w)
                 elif why:
-                    raise CollectError(f'seeds {w.seeds.start}:{w.seeds.stop}: {why}; its last output:\n{w.log_tail()}')
+                    raise CollectError(f'seeds {w.seeds.start}:{w.seeds.stop}: {why}; its last output:\n'
+                                       f'{log_tail(w.log)}')
             if self.running and time.monotonic() - last_change > stall_s:
                 w = self.running[0]
                 raise CollectError(f'no episode ended for {stall_s:.0f} s (seeds {w.seeds.start}:{w.seeds.stop}); '
-                                   f'its last output:\n{w.log_tail()}')
+                                   f'its last output:\n{log_tail(w.log)}')
 
     def stop(self) -> None:
         for w in self.running:

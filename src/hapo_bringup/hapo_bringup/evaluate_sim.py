@@ -35,7 +35,7 @@ from typing import Any
 
 from hapo_bringup.episode_tally import EpisodeTally
 from hapo_bringup.graph import config_dir, resolve
-from hapo_bringup.runner import GraphRunner
+from hapo_bringup.runner import GraphRunner, log_tail
 from hapo_interfaces.params import ParamError
 from hapo_sim import seeds as seed_uses
 from hapo_trainer.compare import summarize
@@ -71,16 +71,6 @@ class Worker:
     tally: EpisodeTally
     listener: Any
     policy_id: list
-
-    def alive(self) -> str | None:
-        """None while every node runs, else which one exited and how."""
-        for name, proc in self.runner.procs.items():
-            if proc.poll() is not None:
-                return f'{name} exited with code {proc.returncode}'
-        return None
-
-    def log_tail(self, lines: int = 25) -> str:
-        return '\n'.join(self.log.read_text(errors='replace').splitlines()[-lines:])
 
 
 def _start_worker(seeds: range, overrides: Sequence[str], config: Path, log_dir: Path) -> Worker:
@@ -165,14 +155,15 @@ def _wait(workers: list[Worker], total: int, stall_s: float, progress: Callable[
         if (now, seen) != (done, steps):
             done, steps, last_change = now, seen, time.monotonic()
         for w in workers:
-            why = w.alive()
+            why = w.runner.exited()
             if why and w.tally.completed < len(w.seeds):
-                raise EvaluationError(f'seeds {w.seeds.start}:{w.seeds.stop}: {why}; its last output:\n{w.log_tail()}')
+                raise EvaluationError(f'seeds {w.seeds.start}:{w.seeds.stop}: {why}; its last output:\n'
+                                      f'{log_tail(w.log)}')
         if time.monotonic() - last_change > stall_s:
             w = min(workers, key=lambda w: w.tally.completed / len(w.seeds))
             raise EvaluationError(f'no step and no episode end for {stall_s:.0f} s (slowest: seeds '
                                   f'{w.seeds.start}:{w.seeds.stop}); '
-                                  f'its last output:\n{w.log_tail()}')
+                                  f'its last output:\n{log_tail(w.log)}')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,13 @@ class GraphRunner:
             pump.start()
             self._pumps.append(pump)
 
+    def exited(self) -> str | None:
+        """None while every node runs, else which one exited and how."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return f'{name} exited with code {proc.returncode}'
+        return None
+
     def wait(self, duration_s: float | None = None) -> int:
         """Block until a node exits, ``duration_s`` passes or SIGINT/SIGTERM; then stop all.
 
@@ -114,3 +121,8 @@ class GraphRunner:
         failed = {n: c for n, c in codes.items() if c}
         self.out.write(f'[hapo] stopped; non-zero exit codes: {failed}\n' if failed else '[hapo] stopped cleanly\n')
         return codes
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a graph's log file (for a one-line error's context)."""
+    return '\n'.join(path.read_text(errors='replace').splitlines()[-lines:])
