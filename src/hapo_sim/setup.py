@@ -6,7 +6,8 @@ from setuptools import find_packages, setup
 
 package_name = 'hapo_sim'
 # Executables: `ros2 run hapo_sim NAME` after colcon; nodes also `hapo node NAME`, tools `hapo <verb>`.
-NODES = ['sim_node = hapo_sim.sim_node:main', 'expert_node = hapo_sim.expert_node:main']
+NODES = ['sim_node = hapo_sim.sim_node:main', 'expert_node = hapo_sim.expert_node:main',
+         'operator_node = hapo_sim.operator_node:main']
 TOOLS = []
 
 setup(

@@ -59,3 +59,16 @@ def test_cli_writes_the_result_and_refuses_bad_input_in_one_line(checkpoint, tmp
         bad = subprocess.run([sys.executable, '-m', 'hapo_bringup.cli', 'evaluate-sim', '--policy', str(checkpoint),
                               *args], capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and why in bad.stderr.strip().splitlines()[-1], (args, bad.stderr)
+
+
+def test_the_operator_takes_over_the_untrained_policy_the_same_way_every_run(checkpoint):
+    overrides = ['horizon:=40', 'stall_steps:=6', 'reaction_steps:=1']
+    one = evaluate_sim(checkpoint, range(3000, 3002), overrides, workers=1, operator=True)
+    two = evaluate_sim(checkpoint, range(3000, 3002), overrides, workers=2, operator=True)
+    assert one['operator'] and one['episodes'] == two['episodes'], 'same seeds, same takeovers and actions'
+    for e in one['episodes']:
+        assert e['takeovers'] >= 1 and 0 < e['human_steps'] < e['steps'], e
+        assert len(e['reasons']) == e['takeovers'] and set(e['reasons']) <= {'stalled', 'grasp_far', 'drifting'}
+    steps = sum(e['steps'] for e in one['episodes'])
+    assert one['intervention_ratio'] == round(sum(e['human_steps'] for e in one['episodes']) / steps, 4)
+    assert sum(one['takeover_reasons'].values()) == sum(e['takeovers'] for e in one['episodes'])

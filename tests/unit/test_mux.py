@@ -181,3 +181,40 @@ def test_lockstep_a_stamped_joy_answers_only_observations_made_before_it():
     assert m.step(30 * MS, joy=stamped(30 * MS, 1.0), tick=True).commands == []  # observation 20 answered
     d = m.step(31 * MS, obs_stamp_ns=31 * MS)  # a newer observation than the held Joy: wait
     assert d.commands == [] and m.step(32 * MS, tick=True).commands == []
+
+
+def stamped(msg, stamp_ns):
+    return joy_input(msg.axes, msg.buttons, stamp_ns)
+
+
+def test_lockstep_operator_decides_who_drives_each_observation_whatever_comes_first():
+    m = mux(lockstep_operator=True)
+    m.step(0, joy=stamped(joy(), 1))  # the operator's keepalive: it is there, watching
+    m.step(0, obs_stamp_ns=100)
+    assert m.step(1 * MS, policy=PolicyInput(100, A)).commands == []  # waits for the operator's answer to 100
+    d = m.step(2 * MS, joy=stamped(joy(), 100))  # hands off for 100: the waiting action goes out
+    assert [(c.source, c.stamp_ns, c.action) for c in d.commands] == [(S.POLICY, 100, A)]
+    m.step(3 * MS, obs_stamp_ns=200)
+    m.step(4 * MS, joy=stamped(joy(), 200))  # the operator first this time: the policy then goes at once
+    assert sources(m.step(5 * MS, policy=PolicyInput(200, B))) == [S.POLICY]
+    m.step(6 * MS, obs_stamp_ns=300)
+    m.step(7 * MS, policy=PolicyInput(300, A))
+    d = m.step(8 * MS, joy=stamped(joy(deadman=True, x=1.0), 300))  # takes over 300: the policy's 300 never runs
+    assert events(d) == [E.INTERVENTION_START]
+    assert [(c.source, c.stamp_ns) for c in d.commands] == [(S.HUMAN, 300)]
+    m.step(9 * MS, obs_stamp_ns=400)
+    m.step(10 * MS, policy=PolicyInput(400, B))
+    d = m.step(11 * MS, joy=stamped(joy(), 400))  # hands back at 400: hold, then the policy's answer to 400
+    assert events(d) == [E.INTERVENTION_END] and sources(d) == [S.NONE, S.POLICY]
+
+
+def test_a_silent_operator_holds_nothing_up():
+    m = mux(lockstep_operator=True, joy_timeout_s=0.1)
+    m.step(0, obs_stamp_ns=100)
+    m.step(0, joy=stamped(joy(), 50))
+    assert m.step(1 * MS, policy=PolicyInput(100, A)).commands == []
+    assert sources(m.step(200 * MS, tick=True)) == [S.POLICY]  # its Joy went stale: the policy drives
+    plain = mux()  # without lockstep_operator the policy never waits
+    plain.step(0, obs_stamp_ns=100)
+    plain.step(0, joy=stamped(joy(), 50))
+    assert sources(plain.step(1 * MS, policy=PolicyInput(100, A))) == [S.POLICY]

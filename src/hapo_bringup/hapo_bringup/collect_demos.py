@@ -60,7 +60,6 @@ COLLECT_GRAPH: tuple[NodeSpec, ...] = (
 DEFAULT_OVERRIDES = ('axis_map:=[1,0,4,6,7,3]',)
 FIXED_OVERRIDES = ('mode:=lockstep', 'lockstep:=true', 'auto_reset:=true', 'demo:=true', 'input_device:=expert_node')
 COMPLETE = ('success', 'failure')
-JOYSTICK = ('initial_gripper', 'axis_map', 'axis_scale', 'deadzone', 'deadman_button', 'gripper_button')
 
 
 class CollectError(RuntimeError):
@@ -74,13 +73,9 @@ def graph_params(overrides: Sequence[str], config: Path, scenario: str = 'lift')
     """
     layers = [f'scenario:={scenario}', *DEFAULT_OVERRIDES, *overrides, *FIXED_OVERRIDES]
     _, params = resolve(config, layers, graph=COLLECT_GRAPH)
-    from hapo_sim.env import SimError, task_key
+    from hapo_sim.env import SimError
     from hapo_sim.joy_expert import ExpertParams, JoyExpert
-    from hapo_sim.sim_params import SimParams
-    from hapo_teleop.mux import MuxParams
 
-    sim, mux = from_mapping(SimParams, params['sim_node']), from_mapping(MuxParams, params['mux_node'])
-    params['expert_node'].update(task=task_key(sim.task), **{k: getattr(mux, k) for k in JOYSTICK})
     try:
         JoyExpert(from_mapping(ExpertParams, params['expert_node']))  # the task has an expert, the mapping works
     except SimError as exc:

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: HAPO workspace authors
 """Episode outcomes of a running graph, from what it publishes: ``hapo/episode`` events, ``hapo/cmd`` steps and
-``robot/joint_states``; no ROS.
+``robot/joint_states``, and a simulated operator's ``hapo/operator`` log; no ROS.
 
 The topics arrive in no guaranteed order relative to each other, so everything is kept by stamp and paired when
 asked: a step belongs to the episode whose START precedes its observation stamp and whose end event follows it
@@ -33,6 +33,7 @@ class EpisodeTally:
         self._ends: list[EpisodeMessage] = []
         self._steps: dict[int, ExecutedStep] = {}  # observation stamp -> the first answer (a re-sent observation
         self._states: dict[int, tuple[float, ...]] = {}  # can draw a second one, which the sim ignores)
+        self._reasons: dict[int, list[str]] = {}  # seed -> why the operator took over, in order
         self._lock = threading.Lock()
 
     def event(self, msg: EpisodeMessage) -> None:
@@ -47,6 +48,12 @@ class EpisodeTally:
         if step.source in DRIVING:
             with self._lock:
                 self._steps.setdefault(step.stamp_ns, step)
+
+    def operator(self, entry: dict[str, Any]) -> None:
+        """A ``hapo/operator`` entry (hapo_sim.operator.Takeover as a dict)."""
+        if entry.get('event') == 'takeover':
+            with self._lock:
+                self._reasons.setdefault(int(entry['seed']), []).append(str(entry['reason']))
 
     def state(self, stamp_ns: int, positions) -> None:
         """A ``robot/joint_states`` sample (the sim publishes one per observation, with its stamp)."""
@@ -82,7 +89,8 @@ class EpisodeTally:
             return len(self._episodes())
 
     def outcomes(self) -> list[dict[str, Any]]:
-        """One record per complete episode, by seed: seed, success, steps, takeovers, human_steps, end, and the
+        """One record per complete episode, by seed: seed, success, steps, takeovers, human_steps, end, reasons
+        (the operator's, one per takeover; [] without one), and the
         digests (sha256) of the executed actions and of the joint states they were taken in, in order: two runs
         that did the same thing have the same digests."""
         out = []
@@ -94,6 +102,7 @@ class EpisodeTally:
                     'seed': seed, 'success': end.event is EpisodeEvent.SUCCESS, 'steps': len(steps),
                     'takeovers': sum(h and (i == 0 or not human[i - 1]) for i, h in enumerate(human)),
                     'human_steps': sum(human), 'end': end.event.name.lower(),
+                    'reasons': list(self._reasons.get(seed, ())),
                     'actions_digest': _digest(s.action for s in steps),
                     'states_digest': _digest(self._states.get(t, ()) for t in executed)})
         return out

@@ -2,19 +2,23 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """Closed-loop evaluation on the simulated robot, through the deployment graph (sim + policy + mux).
 
-    hapo evaluate-sim --policy CKPT --seeds 100000:100050 [--scenario lift] [--workers 2] [--out r.json] [k:=v ...]
+    hapo evaluate-sim --policy CKPT --seeds 100000:100050 [--scenario lift] [--operator] [--workers 2] [--out r.json]
+                      [k:=v ...]
 
 Each worker is one graph (``sim_node``, ``policy_node``, ``mux_node``, lockstep, no recorder, no joystick) on a
 ROS_DOMAIN_ID of its own, running a contiguous share of the seeds: episode i of a worker uses seed start + i.
-A node in this process counts, per episode, the outcome (``hapo/episode``) and the executed steps by source
-(``hapo/cmd``; see ``episode_tally``). Lockstep and greedy decoding make it reproducible: the same checkpoint and
+With ``--operator`` the simulated operator (``operator_node``, graph switch ``operator:=true``) watches too and
+takes over when the policy is about to fail, as a person would; the result then reports the intervention ratio
+(human steps / (policy + human steps); holds do not count) and why it took over. A node in this process counts,
+per episode, the outcome (``hapo/episode``), the executed steps by source (``hapo/cmd``) and the takeovers
+(``hapo/operator``; see ``episode_tally``). Lockstep and greedy decoding make it reproducible: the same checkpoint and
 seeds give the same outcomes and the same executed actions (``actions_digest``), with any number of workers.
 The sim renders the cameras the checkpoint names, at its image size (``graph.checkpoint_params``).
 Output (also the schema ``hapo compare`` reads)::
 
     {policy, policy_id, scenario, seeds: [a, b], seed_uses (hapo_sim.seeds),
-     episodes: [{seed, success, steps, takeovers, human_steps, ...}], success_rate, wilson95,
-     workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
+     episodes: [{seed, success, steps, takeovers, human_steps, reasons, ...}], success_rate, wilson95,
+     operator, intervention_ratio, takeover_reasons, workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
 
 The rates count from the first episode's start (``startup_s`` is the time the nodes took to come up).
 """
@@ -28,6 +32,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +59,19 @@ def split(seeds: range, workers: int) -> list[range]:
     return [range(bounds[i], bounds[i + 1]) for i in range(n)]
 
 
-def graph_overrides(policy: Path, overrides: Sequence[str], config: Path) -> list[str]:
+def graph_overrides(policy: Path, overrides: Sequence[str], config: Path, operator: bool = False) -> list[str]:
     """The overrides every worker's graph gets, checked (ParamError) before any process starts."""
-    overrides = [f'checkpoint:={policy}', *overrides]
-    resolve(config, [*BASE_OVERRIDES, *overrides])
+    overrides = [f'checkpoint:={policy}', *(['operator:=true'] if operator else []), *overrides]
+    _, params = resolve(config, [*BASE_OVERRIDES, *overrides])
+    if 'operator_node' in params:
+        from hapo_interfaces.params import from_mapping
+        from hapo_sim.env import SimError
+        from hapo_sim.operator import OperatorParams, SimOperator
+
+        try:
+            SimOperator(from_mapping(OperatorParams, params['operator_node']))  # an expert for the task, a phase
+        except SimError as exc:
+            raise ParamError(f'operator_node: {exc}') from None
     return overrides
 
 
@@ -102,6 +116,7 @@ def _start_worker(seeds: range, overrides: Sequence[str], config: Path, log_dir:
     listener.node.create_subscription(JointState, topics.JOINT_STATES,
                                       lambda m: tally.state(to_ns(m.header.stamp), m.position), reliable)
     listener.node.create_subscription(String, topics.POLICY_ID, lambda m: policy_id.append(m.data), LATCHED)
+    listener.node.create_subscription(String, topics.OPERATOR, lambda m: tally.operator(json.loads(m.data)), reliable)
     log = log_dir / f'worker-{seeds.start}.log'
     runner = GraphRunner(nodes, params, out=log.open('w'), env={'ROS_DOMAIN_ID': str(domain)})
     runner.start()
@@ -110,10 +125,10 @@ def _start_worker(seeds: range, overrides: Sequence[str], config: Path, log_dir:
 
 def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), workers: int = 1,
                  config: Path | None = None, stall_s: float = 120.0,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[int], None] | None = None, operator: bool = False) -> dict[str, Any]:
     """Run ``seeds`` with ``policy`` through ``workers`` graphs; the result dict (module docstring)."""
     config = config or config_dir() / 'deploy.yaml'
-    overrides = graph_overrides(policy, overrides, config)
+    overrides = graph_overrides(policy, overrides, config, operator)
     t0, interrupted = time.monotonic(), False
     with tempfile.TemporaryDirectory(prefix='hapo-evaluate-') as tmp:
         running: list[Worker] = []
@@ -133,11 +148,14 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
     elapsed = max(t1 - up, 1e-9)  # from the first episode's start: the rates exclude starting the nodes
     episodes = sorted((e for w in running for e in w.tally.outcomes()), key=lambda e: e['seed'])
     steps = sum(e['steps'] for e in episodes)
+    human = sum(e['human_steps'] for e in episodes)
+    reasons = Counter(r for e in episodes for r in e['reasons'])
     ids = {w.policy_id[-1] for w in running if w.policy_id}
     return {'policy': str(policy), 'policy_id': ids.pop() if len(ids) == 1 else sorted(ids),
             'scenario': next((o.split(':=', 1)[1] for o in overrides if o.startswith('scenario:=')), None),
             'seeds': [seeds.start, seeds.stop], 'seed_uses': seed_uses.uses_of(seeds), 'episodes': episodes,
-            **summarize(episodes),
+            **summarize(episodes), 'operator': 'operator:=true' in overrides,
+            'intervention_ratio': round(human / steps, 4) if steps else 0.0, 'takeover_reasons': dict(reasons),
             'workers': len(running), 'startup_s': round(up - t0, 2), 'elapsed_s': round(elapsed, 2),
             'steps_per_s': round(steps / elapsed, 2),
             'episodes_per_min': round(60 * len(episodes) / elapsed, 2),
@@ -174,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--scenario', default=None, metavar='FILE|NAME', help='scenario (config/scenarios: lift, '
                     'lift_far, ...); the same as scenario:=FILE')
     ap.add_argument('--seeds', type=seed_uses.arg, required=True, metavar='A:B', help='episode seeds A..B-1')
+    ap.add_argument('--operator', action='store_true', help='the simulated operator takes over when the policy is '
+                    'about to fail (operator_node params: hapo deploy --help); reports the intervention ratio')
     ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                     help='parallel graphs, one ROS domain each (default: %(default)s)')
     ap.add_argument('--config', type=Path, default=None, help='deploy parameter YAML (default: config/deploy.yaml)')
@@ -190,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         print(f'hapo evaluate-sim: warning: {warning}; report figures on evaluation seeds only', file=sys.stderr)
     try:
-        graph_overrides(args.policy, args.overrides, args.config or config_dir() / 'deploy.yaml')
+        graph_overrides(args.policy, args.overrides, args.config or config_dir() / 'deploy.yaml', args.operator)
         with tqdm(total=len(args.seeds), desc='evaluate-sim', unit='episode') as bar:
             result = evaluate_sim(args.policy, args.seeds, args.overrides, args.workers, args.config,
-                                  args.stall_s, bar.update)
+                                  args.stall_s, bar.update, args.operator)
     except (ParamError, EvaluationError) as exc:
         print(f'hapo evaluate-sim: {exc}', file=sys.stderr)
         return 2
@@ -208,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(args.out, text + '\n')
     print(f'{result["success_rate"]:.1%} success on {len(result["episodes"])} seeds '
           f'(95 % CI {result["wilson95"][0]:.1%}-{result["wilson95"][1]:.1%}); '
-          f'{result["steps_per_s"]} steps/s, {result["episodes_per_min"]} episodes/min', file=sys.stderr)
+          f'{result["steps_per_s"]} steps/s, {result["episodes_per_min"]} episodes/min'
+          + (f'; intervention ratio {result["intervention_ratio"]:.1%}, takeovers {result["takeover_reasons"]}'
+             if result['operator'] else ''), file=sys.stderr)
     if not args.out:
         print(text)
     return 130 if result.get('interrupted') else 0

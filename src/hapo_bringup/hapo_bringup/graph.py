@@ -52,11 +52,20 @@ DEPLOY_GRAPH: tuple[NodeSpec, ...] = (
     NodeSpec('hapo_teleop', 'joy_node', 'joy_node', 'hapo_teleop.joystick:JoyParams', optional='joy'),
     NodeSpec('hapo_recorder', 'recorder_node', 'recorder_node', 'hapo_recorder.params:RecorderParams',
              optional='record'),
+    NodeSpec('hapo_sim', 'operator_node', 'operator_node', 'hapo_sim.operator:OperatorParams', optional='operator'),
 )
-"""Graph switches select the optional nodes: ``sim:=false`` for a real robot, ``record:=false``, and
-``joy:=false`` where a ROS ``joy`` driver (or nothing) publishes ``joy`` instead of our joy_node."""
+"""Graph switches select the optional nodes: ``sim:=false`` for a real robot, ``record:=false``,
+``joy:=false`` where a ROS ``joy`` driver (or nothing) publishes ``joy`` instead of our joy_node, and
+``operator:=true``: the simulated operator holds the joystick instead of a person (joy_node off, the mux in
+``lockstep_operator``, every motion dim on an axis, the sim waits for it; see ``OPERATOR_LAYER``)."""
 
-SWITCHES = {'sim': True, 'record': True, 'joy': True}
+SWITCHES = {'sim': True, 'record': True, 'joy': True, 'operator': False}
+OPERATOR_LAYER = {'mux_node': {'lockstep_operator': True, 'axis_map': [1, 0, 4, 6, 7, 3]}}
+"""What ``operator:=true`` sets over config/deploy.yaml (``key:=value`` still wins): with the Xbox map's roll and
+pitch unmapped, the expert's orientation hold would be lost."""
+JOY_DRIVERS = ('expert_node', 'operator_node')
+"""Scripted nodes at the joystick: they drive the sim's task through the mux's mapping (``follow_mux``)."""
+JOYSTICK = ('initial_gripper', 'axis_map', 'axis_scale', 'deadzone', 'deadman_button', 'gripper_button')
 
 
 def config_dir() -> Path:
@@ -190,6 +199,8 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
     for key in list(glob):
         if key in switches:
             switches[key] = glob.pop(key).lower() == 'true'
+    if switches['operator']:
+        switches['joy'] = False  # one hand on the joystick
     nodes = [n for n in graph if not n.optional or switches[n.optional]]
     from_file = load_yaml(config)
     for extra in extra_configs:
@@ -200,6 +211,11 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
     scenario = glob.pop('scenario', None) if scenario is None else scenario
     scenario = from_file.get('sim_node', {}).get('scenario', '') if scenario is None else scenario
     layer = scenario_params(scenario_path(scenario)) if scenario else {'sim_node': {'scenario': ''}}
+    if any(n.name == 'operator_node' for n in nodes):
+        for node, values in OPERATOR_LAYER.items():
+            layer.setdefault(node, {}).update(values)
+        waits = [w for w in from_file.get('sim_node', {}).get('wait_for', []) if w]
+        layer.setdefault('sim_node', {})['wait_for'] = [*waits, 'operator_node']
     key = 'checkpoint'
     ckpt = per_node.get('policy_node', {}).get(key, glob.get(key, from_file.get('policy_node', {}).get(key, '')))
     if ckpt and checkpoint_path(ckpt) != ckpt:
@@ -233,7 +249,27 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
     unclaimed = sorted(set(glob) - claimed)
     if unclaimed:
         raise ParamError(f'no node declares parameter(s) {unclaimed}; see `hapo deploy --help`')
+    follow_mux(params)
     return nodes, params
+
+
+def follow_mux(params: dict[str, dict[str, Any]]) -> None:
+    """Give each scripted joystick node (``JOY_DRIVERS``) in ``params`` the sim's task and the mux's joystick
+    mapping: a mapping the mux does not share would drive the robot wrongly."""
+    drivers = [d for d in JOY_DRIVERS if d in params]
+    if not drivers or 'mux_node' not in params:
+        return
+    from hapo_teleop.mux import MuxParams
+
+    mux = from_mapping(MuxParams, params['mux_node'])
+    follow = {k: getattr(mux, k) for k in JOYSTICK}
+    if 'sim_node' in params:
+        from hapo_sim.env import task_key
+        from hapo_sim.sim_params import SimParams
+
+        follow['task'] = task_key(from_mapping(SimParams, params['sim_node']).task)
+    for d in drivers:
+        params[d].update(follow)
 
 
 def help_text(graph: Sequence[NodeSpec] = DEPLOY_GRAPH, config: Mapping[str, Mapping[str, Any]] | None = None

@@ -127,9 +127,12 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     from hapo_trainer.config import ConfigError, dump_yaml, load_config
     from hapo_trainer.dataset import BuildSpec, DatasetError, build_dataset
     from hapo_trainer.optimize import train
-    from hapo_trainer.train_state import latest_checkpoint
+    from hapo_trainer.train_state import ResumeError, latest_checkpoint
 
     out = args.out
+    resume = args.resume and latest_checkpoint(out / 'train') is not None
+    if args.resume and not resume:
+        print(f'hapo train-base: --resume: no checkpoint under {out / "train"} yet; starting afresh', file=sys.stderr)
     if not args.resume and (latest_checkpoint(out) is not None or (out / 'manifest.json').exists()):
         raise BaseTrainingError(f'{out} already holds a run; pass --resume to continue it or choose another --out')
     if args.epochs < 1 or args.eval_every < 1:
@@ -155,7 +158,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / 'config.yaml').write_text(dump_yaml(cfg))
     manifest_path = out / 'manifest.json'
-    manifest = json.loads(manifest_path.read_text()) if args.resume and manifest_path.exists() else {'selection': []}
+    manifest = json.loads(manifest_path.read_text()) if resume and manifest_path.exists() else {'selection': []}
     manifest.update({'command': command, 'software_version': software_version(), 'task': shape['task'],
                      'cameras': shape['cameras'], 'image_size': shape['image_size'], 'demos': len(paths),
                      'demo_seeds': sorted(demo_seeds), 'samples': len(ds), 'epochs': args.epochs,
@@ -187,8 +190,11 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         print(f'hapo train-base: epoch {n}: {result["success_rate"]:.0%} on the selection seeds', file=sys.stderr)
         t_train = time.monotonic()
 
-    result = train(policy, ds, cfg, out / 'train', resume=args.resume, progress=not args.no_progress,
-                   log=lambda m: print(m, file=sys.stderr), on_epoch_end=on_epoch_end)
+    try:
+        result = train(policy, ds, cfg, out / 'train', resume=resume, progress=not args.no_progress,
+                       log=lambda m: print(m, file=sys.stderr), on_epoch_end=on_epoch_end)
+    except ResumeError as exc:
+        raise BaseTrainingError(str(exc)) from None
     if result.interrupted:
         print(f'hapo train-base: interrupted; saved {result.path} (continue with --resume)', file=sys.stderr)
         return 130

@@ -22,6 +22,7 @@ POLICY_ENTROPY = 'hapo/policy/entropy'  # sensor_msgs/JointState, nats per actio
 POLICY_ID = 'hapo/policy/id'  # std_msgs/String, transient local: hash of the running weights (provenance)
 JOY = 'joy'  # sensor_msgs/Joy
 CMD = 'hapo/cmd'  # sensor_msgs/JointState: the executed-step record (see records.py)
+OPERATOR = 'hapo/operator'  # std_msgs/String, JSON: a simulated operator's takeovers and hand-backs, with reasons
 EPISODE = 'hapo/episode'  # std_msgs/String, JSON episode events (see records.py)
 DIAGNOSTICS = '/diagnostics'  # diagnostic_msgs/DiagnosticArray (absolute, as in ROS)
 RESET_SERVICE = 'sim/reset'  # std_srvs/Trigger

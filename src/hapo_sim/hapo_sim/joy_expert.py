@@ -16,7 +16,6 @@ START it follows is known, and never after the end event of its episode.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -25,6 +24,7 @@ from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.params import ParamError, param
 from hapo_interfaces.records import EpisodeMessage
 from hapo_sim.env import TASKS, Observation, SimEnv, unflatten_state
+from hapo_sim.episode_index import EpisodeIndex
 from hapo_sim.experts import expert_for
 from hapo_teleop.joy_mapping import Encoded, JoyEncoder, JoyInput, JoyMapping
 
@@ -78,8 +78,7 @@ class JoyExpert:
         self.expert = expert_for(p.task, p.noise_std)
         self.encoder = JoyEncoder(p.mapping(), p.initial_gripper, size=(p.joy_axes, p.joy_buttons))
         self.last: JoyInput = self.encoder.idle(1)  # 1 ns: takes control, answers no observation
-        self._starts: list[tuple[int, int]] = []  # (stamp, seed) of the START events, sorted
-        self._ends: list[int] = []  # stamps of the terminal events, sorted
+        self.episodes = EpisodeIndex()
         self._episode: int | None = None  # START stamp the expert was reset for
         self.answered_ns = -1  # stamp of the last observation answered
         self._pending: tuple[int, dict] | None = None  # an observation waiting for its START
@@ -89,12 +88,9 @@ class JoyExpert:
 
     def event(self, msg: EpisodeMessage) -> Encoded:
         """Take an episode event; what to publish (the answer to an observation that waited for this START)."""
-        if msg.event is EpisodeEvent.START:
-            if msg.stamp_ns < self.answered_ns:
-                self.counts['late_start'] += 1  # an observation of this episode was answered as the previous one's
-            bisect.insort(self._starts, (int(msg.stamp_ns), int(msg.extra.get('seed', 0))))
-        elif msg.event.terminal:
-            bisect.insort(self._ends, int(msg.stamp_ns))
+        if msg.event is EpisodeEvent.START and msg.stamp_ns < self.answered_ns:
+            self.counts['late_start'] += 1  # an observation of this episode was answered as the previous one's
+        self.episodes.add(msg)
         if self._pending is not None and msg.event is EpisodeEvent.START:
             stamp, state = self._pending
             self._pending = None
@@ -107,15 +103,12 @@ class JoyExpert:
         if stamp_ns <= self.answered_ns:
             self.counts['repeated' if stamp_ns == self.answered_ns else 'stale'] += 1
             return Encoded([self.last], ()) if stamp_ns == self.answered_ns else NOTHING
-        i = bisect.bisect_left(self._starts, (stamp_ns, -1)) - 1  # the latest START before the observation
-        # an end event between that START and the observation: it follows a START not seen yet
-        ended = i >= 0 and (bisect.bisect_left(self._ends, stamp_ns)
-                            > bisect.bisect_right(self._ends, self._starts[i][0]))
-        if i < 0 or ended:
+        episode = self.episodes.episode_of(stamp_ns)
+        if episode is None:
             self.counts['waited'] += 1
             self._pending = (stamp_ns, state)
             return NOTHING
-        start, seed = self._starts[i]
+        start, seed = episode
         if start != self._episode:
             self.expert.reset(seed)
             self._episode, self.steps = start, 0

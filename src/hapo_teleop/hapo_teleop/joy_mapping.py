@@ -165,11 +165,11 @@ class JoyEncoder:
             self.gripper = want
         return Encoded(messages, (*m.motion(messages[-1]), self.gripper))
 
-    def _message(self, axes: tuple[float, ...], grip: bool, stamp_ns: int) -> JoyInput:
+    def _message(self, axes: tuple[float, ...], grip: bool, stamp_ns: int, deadman: bool = True) -> JoyInput:
         m = self.mapping
         axes = axes + (0.0,) * (self.size[0] - len(axes))
         buttons = [0] * max(m.buttons_needed, self.size[1])
-        buttons[m.deadman_button] = 1
+        buttons[m.deadman_button] = int(deadman)
         if m.gripper_button >= 0:
             buttons[m.gripper_button] = int(grip)
         self._button_down = grip
@@ -179,3 +179,12 @@ class JoyEncoder:
         """Deadman held, sticks centred, gripper button up, stamped ``stamp_ns``: takes control, answers nothing
         newer than ``stamp_ns``."""
         return self._message((0.0,) * self.mapping.axes_needed, False, stamp_ns)
+
+    def release(self, stamp_ns: int) -> JoyInput:
+        """Hands off: deadman up, sticks centred, no button down, stamped ``stamp_ns`` (the policy drives that
+        observation)."""
+        return self._message((0.0,) * self.mapping.axes_needed, False, stamp_ns, deadman=False)
+
+    def engage(self, executed_gripper: float) -> None:
+        """The deadman is about to engage after ``executed_gripper`` was executed: the mux's toggle starts there."""
+        self.gripper = 1.0 if executed_gripper > 0 else -1.0

@@ -22,6 +22,9 @@ observation ``t`` in lockstep: a stamped Joy (``header.stamp`` > 0) only if stam
 operator that stamps its Joy with the observation it computed it from is paired with exactly that
 observation, and a joystick driver (stamped with its clock, republished at its autorepeat rate) answers
 with the first input after the observation. An unstamped Joy answers the newest observation on the next tick.
+With ``lockstep_operator`` (a simulated operator that answers every observation, deadman up while it watches)
+a policy action for ``t`` also waits for the operator's Joy for ``t``: the operator's choice for ``t`` (watch
+or take over) always decides, whichever message came first.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ class MuxParams:
                                  unit='s', lo=0.01, hi=10.0, read_only=True)
     lockstep: bool = param(True, 'one human command per new observation stamp (lockstep sim); false: one '
                                  'per tick (real robot)', read_only=True)
+    lockstep_operator: bool = param(False, 'lockstep with a simulated operator that answers every observation with '
+                                           'a Joy stamped with it (deadman up: the policy drives it): a policy '
+                                           'action waits for that Joy, so who drives an observation never depends '
+                                           'on which message came first (same seeds, same bags)', read_only=True)
     initial_gripper: float = param(-1.0, 'gripper value held before any command was executed (-1 open)',
                                    lo=-1.0, hi=1.0, read_only=True)
     axis_map: list = param(list(_JOY.axis_map), 'Joy axis index for x y z roll pitch yaw (-1: unmapped)')
@@ -167,7 +174,7 @@ class MuxLogic:
                 self._emit(out, Command(stamp, action, ControlSource.HUMAN))
                 self.counts['human_commands'] += 1
         elif self._policy_fresh(now_ns):
-            if self.policy.stamp_ns > self.acted_stamp_ns:
+            if self.policy.stamp_ns > self.acted_stamp_ns and self._operator_let(now_ns, self.policy.stamp_ns):
                 self._emit(out, Command(self.policy.stamp_ns, self.policy.action, ControlSource.POLICY))
                 self.counts['policy_forwarded'] += 1
         elif tick and not out.commands:
@@ -183,6 +190,13 @@ class MuxLogic:
         if self.joy.stamp_ns:
             return self.joy.stamp_ns >= stamp_ns
         return tick
+
+    def _operator_let(self, now_ns: int, stamp_ns: int) -> bool:
+        """``lockstep_operator``: whether the operator has answered observation ``stamp_ns`` (a fresh Joy stamped at
+        or after it; a silent operator holds nothing up)."""
+        if not (self.p.lockstep and self.p.lockstep_operator) or not self._joy_fresh(now_ns):
+            return True
+        return self.joy.stamp_ns >= stamp_ns
 
     def _take_policy(self, now_ns: int, policy: PolicyInput) -> None:
         if self.policy is not None and policy.stamp_ns <= self.policy.stamp_ns:
@@ -216,10 +230,12 @@ class MuxLogic:
     def _mode(self, now_ns: int) -> Mode:
         if self.latched:
             return Mode.STOPPED
-        joy_fresh = self.joy is not None and now_ns - self.joy_recv_ns <= self.timeout_joy_ns
-        if joy_fresh and self.mapping.pressed(self.joy, self.mapping.deadman_button):
+        if self._joy_fresh(now_ns) and self.mapping.pressed(self.joy, self.mapping.deadman_button):
             return Mode.HUMAN
         return Mode.POLICY
+
+    def _joy_fresh(self, now_ns: int) -> bool:
+        return self.joy is not None and now_ns - self.joy_recv_ns <= self.timeout_joy_ns
 
     def _policy_fresh(self, now_ns: int) -> bool:
         return self.policy is not None and now_ns - self.policy_recv_ns <= self.timeout_policy_ns
