@@ -6,6 +6,7 @@
     hapo node NAME [--ros-args ...]                    (one node, as ``ros2 run <package> NAME`` would start it)
     hapo bag-info DIR...
     hapo collect-demos --episodes N --out DIR [--scenario S] [--seeds A:B] [--workers 2] [key:=value ...]
+    hapo round|loop --policy CKPT --scenario S --episodes M --method NAME --out DIR ...
     hapo dataset|optimize|evaluate|compare|import-stats ...   (see ``hapo <verb> --help``)
 """
 
@@ -32,6 +33,9 @@ VERBS = {
     'collect-demos': ('hapo_bringup.collect_demos', 'scripted expert demos through the graph (Joy via the mux) into '
                                                     'demo bags'),
     'evaluate-sim': ('hapo_bringup.evaluate_sim', 'closed-loop success of a checkpoint on sim seeds (the graph)'),
+    'round': ('hapo_bringup.deploy_round', 'one deployment round: deploy with the simulated operator, optimize, '
+                                           'evaluate before/after'),
+    'loop': ('hapo_bringup.loop', 'deployment rounds chained, each deploying the previous round\'s policy'),
     'compare': ('hapo_trainer.compare', 'paired comparison of two evaluate-sim results (exact McNemar)'),
     'import-stats': ('hapo_policy.import_stats', "an OpenVLA checkpoint's norm_stats[unnorm_key] -> action_stats.json"),
 }

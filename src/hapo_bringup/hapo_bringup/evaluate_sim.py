@@ -100,8 +100,8 @@ def _start_worker(seeds: range, overrides: Sequence[str], config: Path, log_dir:
 
     nodes, params = resolve(config, [*BASE_OVERRIDES, *overrides, f'seed:={seeds.start}',
                                      f'max_episodes:={len(seeds)}'])
-    counter = f'hapo_evaluate_{seeds.start}'  # sim_node waits for it before the first episode
-    params['sim_node']['wait_for'] = [counter]
+    counter = f'hapo_evaluate_{seeds.start}'  # sim_node waits for it (and the operator, the recorder) to listen
+    params['sim_node']['wait_for'] = [*(w for w in params['sim_node'].get('wait_for', []) if w), counter]
     domain = reserve_domain_id()
     tally, policy_id = EpisodeTally(), []
     listener = BackgroundNode(counter, domain)
@@ -125,10 +125,13 @@ def _start_worker(seeds: range, overrides: Sequence[str], config: Path, log_dir:
 
 def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), workers: int = 1,
                  config: Path | None = None, stall_s: float = 120.0,
-                 progress: Callable[[int], None] | None = None, operator: bool = False) -> dict[str, Any]:
-    """Run ``seeds`` with ``policy`` through ``workers`` graphs; the result dict (module docstring)."""
+                 progress: Callable[[int], None] | None = None, operator: bool = False,
+                 record: Path | None = None) -> dict[str, Any]:
+    """Run ``seeds`` with ``policy`` through ``workers`` graphs; the result dict (module docstring). ``record``: a
+    directory the recorder of every graph writes its episode bags into (returns once they are closed)."""
     config = config or config_dir() / 'deploy.yaml'
-    overrides = graph_overrides(policy, overrides, config, operator)
+    recording = ['record:=true', f'output_root:={record}'] if record is not None else []
+    overrides = graph_overrides(policy, [*overrides, *recording], config, operator)
     t0, interrupted = time.monotonic(), False
     with tempfile.TemporaryDirectory(prefix='hapo-evaluate-') as tmp:
         running: list[Worker] = []
@@ -136,6 +139,8 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
             for share in split(seeds, workers):
                 running.append(_start_worker(share, overrides, config, Path(tmp)))
             _wait(running, len(seeds), stall_s, progress)
+            if record is not None:
+                _wait_closed(record, len(seeds), stall_s)
         except KeyboardInterrupt:
             interrupted = True  # keep the episodes that ended
         finally:
@@ -160,6 +165,17 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
             'steps_per_s': round(steps / elapsed, 2),
             'episodes_per_min': round(60 * len(episodes) / elapsed, 2),
             **({'interrupted': True} if interrupted else {})}
+
+
+def _wait_closed(out: Path, n: int, timeout_s: float) -> None:
+    """Until ``out`` holds ``n`` closed bags (the recorder closes one a moment after its end event)."""
+    from hapo_recorder.bag_reader import list_episodes, read_metadata
+
+    deadline = time.monotonic() + timeout_s
+    while sum(read_metadata(p) is not None for p in list_episodes([out])) < n:
+        if time.monotonic() > deadline:
+            raise EvaluationError(f'{out}: the recorder did not close {n} episode bags within {timeout_s:.0f} s')
+        time.sleep(0.2)
 
 
 def _wait(workers: list[Worker], total: int, stall_s: float, progress: Callable[[int], None] | None) -> None:
