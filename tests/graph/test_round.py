@@ -92,3 +92,19 @@ def test_the_operator_thresholds_stay_out_of_the_evaluation_graphs():
 def test_seeds_of_the_wrong_use_are_refused_in_one_line(checkpoint, tmp_path, capsys, args, why):
     assert round_main(['--policy', str(checkpoint), '--out', str(tmp_path), '--scenario', 'lift', *args]) == 2
     assert why in capsys.readouterr().err
+
+
+def test_loop_chains_rounds_each_deploying_the_previous_policy(checkpoint, tmp_path, capsys):
+    from hapo_bringup.loop import main as loop_main
+
+    out = tmp_path / 'loop'
+    args = ['--rounds', '2', '--policy', str(checkpoint), '--out', str(out), '--scenario', 'lift', '--episodes', '1',
+            '--eval-seeds', '100000:100001', '--steps', '2', '--K', '3', '--workers', '1', *GRAPH]
+    assert loop_main(args) == 0
+    body = json.loads((out / 'loop.json').read_text())
+    first, second = body['rounds']
+    assert first['deploy']['seeds'] == [20000, 20001] and second['deploy']['seeds'] == [20001, 20002]
+    assert first['policy'] == str(checkpoint) and second['policy'] == first['new_policy']
+    assert second['evaluations']['lift']['before'] == first['evaluations']['lift']['after']  # evaluated once
+    assert len(list((out / 'eval').glob('*.json'))) == 3 and (out / 'loop.png').stat().st_size > 0
+    assert len(json.loads(capsys.readouterr().out.splitlines()[-1])) == 2

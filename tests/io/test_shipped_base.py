@@ -37,3 +37,29 @@ def test_deploy_finds_it_by_name_and_renders_what_it_needs():
     assert params['policy_node']['checkpoint'] == str(BASE)
     assert params['sim_node']['cameras'] == ['agentview', 'robot0_eye_in_hand']
     assert params['sim_node']['image_size'] == 64
+
+
+def test_deploy_serves_it_by_default_and_checkpoint_empty_gives_the_untrained_model():
+    _, params = resolve(config_dir() / 'deploy.yaml', [])
+    assert params['policy_node']['checkpoint'] == str(BASE)
+    assert params['sim_node']['cameras'] == ['agentview', 'robot0_eye_in_hand']
+    _, params = resolve(config_dir() / 'deploy.yaml', ['checkpoint:='])
+    assert params['policy_node']['checkpoint'] == '' and params['sim_node']['cameras'] == ['agentview']
+
+
+def test_the_shipped_evaluations_are_its_own_and_rerun_to_the_same_outcomes():
+    """hapo demo uses these results instead of evaluating the base again: they must still be what it does."""
+    from hapo_bringup.deploy_round import shipped_result
+    from hapo_bringup.evaluate_sim import evaluate_sim
+
+    pid = json.loads((BASE / 'manifest.json').read_text())['policy_id']
+    for scenario in ('lift', 'lift_far'):
+        shipped = shipped_result([BASE / 'evaluation'], pid, scenario, range(100000, 100050))
+        assert shipped is not None and len(shipped['episodes']) == 50, scenario
+    episodes = shipped['episodes']  # lift_far: one success and one failure again, in one graph
+    pick = [next(e for e in episodes if e['success']), next(e for e in episodes if not e['success'])]
+    for e in pick:
+        again = evaluate_sim(BASE, range(e['seed'], e['seed'] + 1), ['scenario:=lift_far'], workers=1)
+        (got,) = again['episodes']
+        assert (got['success'], got['steps'], got['actions_digest']) == (
+            e['success'], e['steps'], e['actions_digest']), e['seed']

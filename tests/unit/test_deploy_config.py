@@ -62,10 +62,11 @@ def test_gamepad_map_merges_over_the_config():
 
 SCENARIOS = config_dir() / 'scenarios'
 CAMS = ['agentview', 'robot0_eye_in_hand']
+UNTRAINED = 'checkpoint:='  # no checkpoint, so no checkpoint layer over the scenario (the shipped base is the default)
 
 
 def test_no_scenario_keeps_the_deploy_config():
-    _, params = resolve(config_dir() / 'deploy.yaml', [])
+    _, params = resolve(config_dir() / 'deploy.yaml', [UNTRAINED])
     yaml_values = load_yaml(config_dir() / 'deploy.yaml')
     for node in ('sim_node', 'policy_node', 'recorder_node'):
         for key in ('task', 'cameras', 'image_size', 'horizon', 'instruction', 'camera_names', 'scenario'):
@@ -75,7 +76,7 @@ def test_no_scenario_keeps_the_deploy_config():
 
 
 def test_scenario_sets_sim_policy_and_recorder_at_once():
-    _, params = resolve(config_dir() / 'deploy.yaml', ['scenario:=pick_place_can'])
+    _, params = resolve(config_dir() / 'deploy.yaml', [UNTRAINED, 'scenario:=pick_place_can'])
     sim, policy, recorder = params['sim_node'], params['policy_node'], params['recorder_node']
     assert (sim['task'], sim['horizon'], sim['cameras'], sim['image_size'], sim['instruction']) == (
         'pick_place_can', 300, CAMS, 64, '')
@@ -85,7 +86,7 @@ def test_scenario_sets_sim_policy_and_recorder_at_once():
     assert recorder['cameras'] == CAMS
     # A path works as well as a name, and so does sim_node.scenario:=.
     for override in (f'scenario:={SCENARIOS / "lift_far.yaml"}', 'sim_node.scenario:=lift_far'):
-        _, params = resolve(config_dir() / 'deploy.yaml', [override])
+        _, params = resolve(config_dir() / 'deploy.yaml', [UNTRAINED, override])
         assert params['sim_node']['scenario'] == str(SCENARIOS / 'lift_far.yaml')
         assert params['sim_node']['task'] == 'lift' and params['sim_node']['image_size'] == 64
 
@@ -114,7 +115,7 @@ def test_precedence_deploy_yaml_then_scenario_then_command_line(tmp_path):
 
 
 def test_scenario_without_the_sim_still_sets_policy_and_recorder():
-    nodes, params = resolve(config_dir() / 'deploy.yaml', ['sim:=false', 'scenario:=lift'])
+    nodes, params = resolve(config_dir() / 'deploy.yaml', [UNTRAINED, 'sim:=false', 'scenario:=lift'])
     assert 'sim_node' not in {n.name for n in nodes}
     assert params['policy_node']['camera_names'] == 'agentview,robot0_eye_in_hand'
     assert params['recorder_node']['cameras'] == CAMS

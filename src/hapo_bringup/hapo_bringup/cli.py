@@ -33,6 +33,8 @@ VERBS = {
     'collect-demos': ('hapo_bringup.collect_demos', 'scripted expert demos through the graph (Joy via the mux) into '
                                                     'demo bags'),
     'evaluate-sim': ('hapo_bringup.evaluate_sim', 'closed-loop success of a checkpoint on sim seeds (the graph)'),
+    'demo': ('hapo_bringup.demo', 'the loop end to end: shipped base -> a round on lift_far with the simulated '
+                                  'operator -> before/after table (./run.sh)'),
     'round': ('hapo_bringup.deploy_round', 'one deployment round: deploy with the simulated operator, optimize, '
                                            'evaluate before/after'),
     'loop': ('hapo_bringup.loop', 'deployment rounds chained, each deploying the previous round\'s policy'),

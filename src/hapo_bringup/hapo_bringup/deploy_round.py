@@ -31,6 +31,7 @@ are shared (``DIR/eval``), and ``DIR/loop.json`` + ``DIR/loop.png`` hold success
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
@@ -111,15 +112,35 @@ def optimize(policy: Path, out: Path, method: str, args: Sequence[str]) -> Path:
     return final
 
 
-def evaluate(policy: Path, scenario: str, seeds: range, cache: Path, workers: int, overrides: Sequence[str] = ()
-             ) -> dict[str, Any]:
-    """Stage 3 for one policy and scenario, cached by the policy's weights, scenario, seeds and overrides."""
+def shipped_result(dirs: Sequence[Path], pid: str, scenario: str, seeds: range) -> dict[str, Any] | None:
+    """A result file in ``dirs`` (e.g. the one shipped beside a base policy) of exactly this policy, scenario and
+    seeds, evaluated without overrides; None if there is none."""
+    for d in dirs:
+        for path in sorted(Path(d).glob('*.json')):
+            with contextlib.suppress(OSError, ValueError):
+                r = json.loads(path.read_text())
+                if (r.get('policy_id') == pid and Path(str(r.get('scenario'))).stem == Path(scenario).stem
+                        and r.get('seeds') == [seeds.start, seeds.stop] and not r.get('interrupted')):
+                    return r
+    return None
+
+
+def evaluate(policy: Path, scenario: str, seeds: range, cache: Path, workers: int, overrides: Sequence[str] = (),
+             shipped: Sequence[Path] = ()) -> dict[str, Any]:
+    """Stage 3 for one policy and scenario, cached by the policy's weights, scenario, seeds and overrides (also
+    found in ``shipped`` directories when there are no overrides)."""
     from hapo_policy.checkpoint import policy_id, weights_files
 
+    pid = policy_id(weights_files(policy))
     tag = f'_{hashlib.sha256(chr(10).join(overrides).encode()).hexdigest()[:8]}' if overrides else ''
-    path = cache / f'{policy_id(weights_files(policy))}_{Path(scenario).stem}_{seeds.start}_{seeds.stop}{tag}.json'
+    path = cache / f'{pid}_{Path(scenario).stem}_{seeds.start}_{seeds.stop}{tag}.json'
     if path.exists():
         return json.loads(path.read_text())
+    found = None if overrides else shipped_result(shipped, pid, scenario, seeds)
+    if found is not None:
+        print(f'hapo round: {Path(scenario).stem} seeds {seeds.start}:{seeds.stop} of {pid}: the shipped result',
+              file=sys.stderr)
+        return found
     with _bar(f'round: evaluate {Path(policy).name} on {Path(scenario).stem}', len(seeds)) as bar:
         result = evaluate_sim(policy, seeds, [f'scenario:={scenario}', *overrides], workers=workers,
                               progress=bar.update)
@@ -173,12 +194,16 @@ def plot(body: dict[str, Any], path: Path) -> None:
             ax.errorbar(x, r['success_rate'], [[r['success_rate'] - lo], [hi - r['success_rate']]], color='k',
                         capsize=3, lw=1)
     ax.set_xticks(range(len(names)), [f'{n}\n({body["evaluations"][n]["before"]["episodes"]} seeds)' for n in names])
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.15)
     ax.set_ylabel('success')
+    for i, name in enumerate(names):
+        p = body['evaluations'][name]['paired']
+        ax.text(i, 1.0, f'{p["only_b"]} wins / {p["only_a"]} losses\np = {p["mcnemar_p"]:.2g}', ha='center',
+                va='bottom', fontsize=7)
     d = body['deploy']
     ax.set_title(f'{body["method"]} after one round on {body["scenario"]}: {d["episodes"]} episodes, '
                  f'intervention ratio {d["intervention_ratio"]:.0%}', fontsize=9)
-    ax.legend(loc='upper right', fontsize=8)
+    ax.legend(loc='lower right', fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -204,7 +229,7 @@ def for_evaluation(overrides: Sequence[str]) -> list[str]:
 
 def run_round(policy: Path, scenario: str, seeds: range, out: Path, method: str, eval_seeds: range,
               eval_scenarios: Sequence[str], overrides: Sequence[str] = (), optimize_args: Sequence[str] = (),
-              workers: int = 2, eval_cache: Path | None = None) -> dict[str, Any]:
+              workers: int = 2, eval_cache: Path | None = None, shipped: Sequence[Path] = ()) -> dict[str, Any]:
     """All four stages; the ``round.json`` body."""
     timing: dict[str, float] = {}
     t0 = time.monotonic()
@@ -216,7 +241,7 @@ def run_round(policy: Path, scenario: str, seeds: range, out: Path, method: str,
     t0 = time.monotonic()
     cache = eval_cache or out / 'eval'
     plain = for_evaluation(overrides)
-    evaluations = {Path(s).stem: (evaluate(policy, s, eval_seeds, cache, workers, plain),
+    evaluations = {Path(s).stem: (evaluate(policy, s, eval_seeds, cache, workers, plain, shipped),
                                   evaluate(new, s, eval_seeds, cache, workers, plain)) for s in eval_scenarios}
     timing['evaluate'] = time.monotonic() - t0
     body = summary(policy, new, scenario, method, deployed, evaluations, timing)
@@ -252,8 +277,9 @@ def parser(prog: str = 'hapo round') -> argparse.ArgumentParser:
                    help='deployment seeds (default: the first EPISODES round seeds)')
     p.add_argument('--method', default='kto', help='optimize method (default: %(default)s)')
     p.add_argument('--out', type=Path, required=True, help='round directory (created; a rerun continues it)')
-    p.add_argument('--eval-seeds', type=seed_uses.arg, default=seed_uses.first('evaluation', 40), metavar='A:B',
-                   help='evaluation seeds, before and after (default: the first 40 evaluation seeds)')
+    p.add_argument('--eval-seeds', type=seed_uses.arg, default=seed_uses.first('evaluation', 50), metavar='A:B',
+                   help='evaluation seeds, before and after (default: the first 50 evaluation seeds; selection '
+                        'seeds to tune on)')
     p.add_argument('--eval-scenarios', default=None, metavar='S,S',
                    help="scenarios evaluated (default: the round's, then lift)")
     p.add_argument('--eval-cache', type=Path, default=None, help='evaluation results shared between rounds '
@@ -271,7 +297,10 @@ def checked(args: argparse.Namespace, seeds: range, prog: str) -> tuple[list[str
     """(evaluation scenarios, optimize arguments) of parsed options; None after printing why they are refused."""
     for rng, use, flag in ((seeds, 'rounds', '--seeds'), (args.eval_seeds, 'evaluation', '--eval-seeds')):
         warning = seed_uses.check(rng, use)
-        if warning:
+        if warning and use == 'evaluation' and not seed_uses.check(rng, 'selection'):
+            print(f'{prog}: --eval-seeds are selection seeds: for tuning; report figures on evaluation seeds only',
+                  file=sys.stderr)
+        elif warning:
             print(f'{prog}: {flag}: {warning}', file=sys.stderr)
             return None
     if not (args.policy / 'config.json').exists():
