@@ -69,6 +69,7 @@ def test_the_operator_takes_over_the_untrained_policy_the_same_way_every_run(che
     for e in one['episodes']:
         assert e['takeovers'] >= 1 and 0 < e['human_steps'] < e['steps'], e
         assert len(e['reasons']) == e['takeovers'] and set(e['reasons']) <= {'stalled', 'grasp_far', 'drifting'}
+        assert sum(e['human_steps_by_reason'].values()) == e['human_steps']  # the operator's log agrees with hapo/cmd
     steps = sum(e['steps'] for e in one['episodes'])
     assert one['intervention_ratio'] == round(sum(e['human_steps'] for e in one['episodes']) / steps, 4)
     assert sum(one['takeover_reasons'].values()) == sum(e['takeovers'] for e in one['episodes'])

@@ -75,3 +75,13 @@ def test_an_episode_waits_for_its_steps():
     assert t.completed == 0 and t.outcomes() == []
     t.step(_step(12))
     assert t.completed == 1
+
+
+def test_human_steps_are_attributed_to_the_reason_of_their_takeover():
+    from hapo_bringup.episode_tally import _by_reason
+
+    log = [{'event': 'takeover', 'step': 5, 'reason': 'stalled'}, {'event': 'handback', 'step': 20, 'reason': 'stalled'},
+           {'event': 'takeover', 'step': 30, 'reason': 'grasp_far'}]
+    assert _by_reason(log, 40) == {'reasons': ['stalled', 'grasp_far'],
+                                   'human_steps_by_reason': {'stalled': 15, 'grasp_far': 10}}
+    assert _by_reason([], 40) == {'reasons': [], 'human_steps_by_reason': {}}

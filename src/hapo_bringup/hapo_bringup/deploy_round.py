@@ -161,6 +161,7 @@ def summary(policy: Path, new: Path, scenario: str, method: str, deployed: dict[
                    'intervention_ratio': deployed['intervention_ratio'],
                    'takeovers': sum(e['takeovers'] for e in episodes),
                    'takeover_reasons': deployed['takeover_reasons'],
+                   'intervention_ratio_by_reason': deployed.get('intervention_ratio_by_reason', {}),
                    'human_steps': sum(e['human_steps'] for e in episodes),
                    'steps': sum(e['steps'] for e in episodes)},
         'evaluations': {name: {'seeds': before['seeds'], 'before': _rate(before), 'after': _rate(after),

@@ -33,7 +33,7 @@ class EpisodeTally:
         self._ends: list[EpisodeMessage] = []
         self._steps: dict[int, ExecutedStep] = {}  # observation stamp -> the first answer (a re-sent observation
         self._states: dict[int, tuple[float, ...]] = {}  # can draw a second one, which the sim ignores)
-        self._reasons: dict[int, list[str]] = {}  # seed -> why the operator took over, in order
+        self._operator: dict[int, list[dict[str, Any]]] = {}  # seed -> the operator's takeovers and hand-backs
         self._lock = threading.Lock()
 
     def event(self, msg: EpisodeMessage) -> None:
@@ -51,9 +51,8 @@ class EpisodeTally:
 
     def operator(self, entry: dict[str, Any]) -> None:
         """A ``hapo/operator`` entry (hapo_sim.operator.Takeover as a dict)."""
-        if entry.get('event') == 'takeover':
-            with self._lock:
-                self._reasons.setdefault(int(entry['seed']), []).append(str(entry['reason']))
+        with self._lock:
+            self._operator.setdefault(int(entry['seed']), []).append(entry)
 
     def state(self, stamp_ns: int, positions) -> None:
         """A ``robot/joint_states`` sample (the sim publishes one per observation, with its stamp)."""
@@ -90,7 +89,7 @@ class EpisodeTally:
 
     def outcomes(self) -> list[dict[str, Any]]:
         """One record per complete episode, by seed: seed, success, steps, takeovers, human_steps, end, reasons
-        (the operator's, one per takeover; [] without one), and the
+        (the operator's, one per takeover; [] without one), human_steps_by_reason, and the
         digests (sha256) of the executed actions and of the joint states they were taken in, in order: two runs
         that did the same thing have the same digests."""
         out = []
@@ -102,10 +101,22 @@ class EpisodeTally:
                     'seed': seed, 'success': end.event is EpisodeEvent.SUCCESS, 'steps': len(steps),
                     'takeovers': sum(h and (i == 0 or not human[i - 1]) for i, h in enumerate(human)),
                     'human_steps': sum(human), 'end': end.event.name.lower(),
-                    'reasons': list(self._reasons.get(seed, ())),
+                    **_by_reason(sorted(self._operator.get(seed, ()), key=lambda t: t['step']), len(steps)),
                     'actions_digest': _digest(s.action for s in steps),
                     'states_digest': _digest(self._states.get(t, ()) for t in executed)})
         return out
+
+
+def _by_reason(entries: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+    """``reasons`` (one per takeover) and ``human_steps_by_reason`` (from each takeover to its hand-back or the
+    episode's end) of one episode's operator log, ordered by step."""
+    reasons, by_reason = [], {}
+    for i, t in enumerate(entries):
+        if t['event'] == 'takeover':
+            end = next((h['step'] for h in entries[i + 1:] if h['event'] == 'handback'), steps)
+            reasons.append(t['reason'])
+            by_reason[t['reason']] = by_reason.get(t['reason'], 0) + min(end, steps) - t['step']
+    return {'reasons': reasons, 'human_steps_by_reason': by_reason}
 
 
 def _digest(vectors) -> str:

@@ -18,7 +18,8 @@ Output (also the schema ``hapo compare`` reads)::
 
     {policy, policy_id, scenario, seeds: [a, b], seed_uses (hapo_sim.seeds),
      episodes: [{seed, success, steps, takeovers, human_steps, reasons, ...}], success_rate, wilson95,
-     operator, intervention_ratio, takeover_reasons, workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
+     operator, intervention_ratio, takeover_reasons, intervention_ratio_by_reason,
+     workers, startup_s, elapsed_s, steps_per_s, episodes_per_min}
 
 The rates count from the first episode's start (``startup_s`` is the time the nodes took to come up).
 """
@@ -155,12 +156,16 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
     steps = sum(e['steps'] for e in episodes)
     human = sum(e['human_steps'] for e in episodes)
     reasons = Counter(r for e in episodes for r in e['reasons'])
+    by_reason = Counter()
+    for e in episodes:
+        by_reason.update(e['human_steps_by_reason'])
     ids = {w.policy_id[-1] for w in running if w.policy_id}
     return {'policy': str(policy), 'policy_id': ids.pop() if len(ids) == 1 else sorted(ids),
             'scenario': next((o.split(':=', 1)[1] for o in overrides if o.startswith('scenario:=')), None),
             'seeds': [seeds.start, seeds.stop], 'seed_uses': seed_uses.uses_of(seeds), 'episodes': episodes,
             **summarize(episodes), 'operator': 'operator:=true' in overrides,
             'intervention_ratio': round(human / steps, 4) if steps else 0.0, 'takeover_reasons': dict(reasons),
+            'intervention_ratio_by_reason': {r: round(n / steps, 4) for r, n in by_reason.items()} if steps else {},
             'workers': len(running), 'startup_s': round(up - t0, 2), 'elapsed_s': round(elapsed, 2),
             'steps_per_s': round(steps / elapsed, 2),
             'episodes_per_min': round(60 * len(episodes) / elapsed, 2),
