@@ -185,7 +185,7 @@ def plot(body: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(body['evaluations'])
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(names), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.8 + 1.6 * len(names)), 3.8))
     for i, name in enumerate(names):
         for j, (when, colour) in enumerate((('before', '#9aa5b1'), ('after', '#2f7ed8'))):
             r = body['evaluations'][name][when]
@@ -202,7 +202,7 @@ def plot(body: dict[str, Any], path: Path) -> None:
         ax.text(i, 1.0, f'{p["only_b"]} wins / {p["only_a"]} losses\np = {p["mcnemar_p"]:.2g}', ha='center',
                 va='bottom', fontsize=7)
     d = body['deploy']
-    ax.set_title(f'{body["method"]} after one round on {body["scenario"]}: {d["episodes"]} episodes, '
+    ax.set_title(f'{body["method"]} after one round on {body["scenario"]}\n{d["episodes"]} episodes, '
                  f'intervention ratio {d["intervention_ratio"]:.0%}', fontsize=9)
     ax.legend(loc='lower right', fontsize=8)
     fig.tight_layout()
