@@ -10,7 +10,8 @@ import json
 from hapo_bringup.demo import main as demo_main
 from hapo_bringup.graph import config_dir
 
-ARGS = ['--episodes', '3', '--eval-seeds', '100000:100001', '--workers', '1']  # round seeds 20000:20003: 1 takeover
+# round seeds 20000:20003 hold one takeover
+ARGS = ['--episodes', '3', '--eval-seeds', '100000:100001', '--steps', '20', '--workers', '1']
 
 
 def test_demo_runs_the_loop_on_the_shipped_base_and_a_rerun_reuses_it(tmp_path, capsys):
@@ -32,5 +33,7 @@ def test_demo_runs_the_loop_on_the_shipped_base_and_a_rerun_reuses_it(tmp_path, 
     assert json.loads(lines[-1]) == {'base_policy': demo['base_policy'], 'new_policy': demo['new_policy']}
     assert demo_main(['--out', str(out), *ARGS]) == 0
     assert 'reusing' in capsys.readouterr().err
+    assert demo_main(['--out', str(out), *ARGS, '--lr', '1e-3']) == 2  # not silently the policy of other settings
+    assert 'optimized with other arguments' in capsys.readouterr().err
     again = json.loads((out / 'demo.json').read_text())
     assert again['evaluations'] == demo['evaluations'] and again['timing_s']['total'] < demo['timing_s']['total']

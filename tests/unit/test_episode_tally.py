@@ -80,7 +80,8 @@ def test_an_episode_waits_for_its_steps():
 def test_human_steps_are_attributed_to_the_reason_of_their_takeover():
     from hapo_bringup.episode_tally import _by_reason
 
-    log = [{'event': 'takeover', 'step': 5, 'reason': 'stalled'}, {'event': 'handback', 'step': 20, 'reason': 'stalled'},
+    log = [{'event': 'takeover', 'step': 5, 'reason': 'stalled'},
+           {'event': 'handback', 'step': 20, 'reason': 'stalled'},
            {'event': 'takeover', 'step': 30, 'reason': 'grasp_far'}]
     assert _by_reason(log, 40) == {'reasons': ['stalled', 'grasp_far'],
                                    'human_steps_by_reason': {'stalled': 15, 'grasp_far': 10}}

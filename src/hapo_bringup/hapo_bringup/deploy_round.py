@@ -89,7 +89,11 @@ def deploy(policy: Path, scenario: str, seeds: range, out: Path, overrides: Sequ
 
 def optimize(policy: Path, out: Path, method: str, args: Sequence[str]) -> Path:
     """Stage 2: the new policy, ``DIR/policy``."""
-    final = out / 'policy'
+    final, record = out / 'policy', out / 'optimize.json'
+    train = out / 'train'
+    argv = ['--bags', str(out / 'bags'), '--policy', str(policy), '--out', str(train), '--method', method, *args]
+    if record.exists() and json.loads(record.read_text()) != argv:
+        raise RoundError(f'{out} was optimized with other arguments ({record}); choose another --out')
     if (final / 'config.json').exists():
         print(f'hapo round: optimize: reusing {final}', file=sys.stderr)
         return final
@@ -97,8 +101,7 @@ def optimize(policy: Path, out: Path, method: str, args: Sequence[str]) -> Path:
     from hapo_trainer.optimize import main as optimize_main
     from hapo_trainer.train_state import latest_checkpoint
 
-    train = out / 'train'
-    argv = ['--bags', str(out / 'bags'), '--policy', str(policy), '--out', str(train), '--method', method, *args]
+    _write_json(record, argv)
     if latest_checkpoint(train) is not None:
         argv.append('--resume')
     code = optimize_main(argv)
