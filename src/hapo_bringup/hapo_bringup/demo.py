@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'hapo demo: --eval-seeds: {warning}', file=sys.stderr)
         return 2
     t0 = time.monotonic()
+    args.out = args.out.absolute()  # demo.json names the policies by paths that hold from anywhere
     args.out.mkdir(parents=True, exist_ok=True)
     shipped = config_dir() / SHIPPED
     try:
