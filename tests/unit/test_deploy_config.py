@@ -171,3 +171,10 @@ def test_a_relative_checkpoint_is_found_under_the_config_directory(tmp_path, mon
     assert params['sim_node']['image_size'] == 40
     _, params = resolve(conf / 'deploy.yaml', ['checkpoint:='])
     assert params['policy_node']['checkpoint'] == ''  # '' stays the untrained model
+
+
+def test_a_graph_without_the_policy_ignores_the_default_checkpoint():
+    from hapo_bringup.collect_demos import COLLECT_GRAPH
+
+    nodes, params = resolve(config_dir() / 'deploy.yaml', [], graph=COLLECT_GRAPH)
+    assert 'policy_node' not in params and params['sim_node']['cameras'] == ['agentview']

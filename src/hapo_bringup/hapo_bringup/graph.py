@@ -218,9 +218,9 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
         layer.setdefault('sim_node', {})['wait_for'] = [*waits, 'operator_node']
     key = 'checkpoint'
     ckpt = per_node.get('policy_node', {}).get(key, glob.get(key, from_file.get('policy_node', {}).get(key, '')))
-    if ckpt and checkpoint_path(ckpt) != ckpt:
-        per_node.setdefault('policy_node', {})[key] = checkpoint_path(ckpt)
     served = any(n.name == 'policy_node' for n in nodes)  # a graph without a policy (collect-demos) keeps its own
+    if served and ckpt and checkpoint_path(ckpt) != ckpt:
+        per_node.setdefault('policy_node', {})[key] = checkpoint_path(ckpt)
     for node, values in (checkpoint_params(checkpoint_path(ckpt)) if served else {}).items():  # the policy's needs
         layer.setdefault(node, {}).update(values)
     unknown = sorted(set(per_node) - {n.name for n in graph})
