@@ -75,6 +75,16 @@ def test_drop_rules_counted_by_reason(tmp_path, base):
     assert ds.summary['drops'].get('out_of_range', 0) > 0  # beyond the base checkpoint's q01/q99
 
 
+def test_policy_steps_off_keeps_demos_and_corrections_only(tmp_path, base):
+    write_bags(tmp_path / 'bags', n=1)
+    write_episode(tmp_path / 'bags', 1, sources=[1] * 6, demo=True)  # a demo: every step c = 1
+    ds = build_dataset([tmp_path / 'bags'], spec(base, K=3, policy_steps=False), cache_dir=tmp_path / 'c',
+                       progress=False)
+    assert ds.class_counts() == {'policy': 6, 'correction': 5, 'undesirable': 3}  # the 6 c = 1 are the demo's
+    assert ds.summary['drops'] == {'not_training': 1, 'policy_step': 16}
+    assert set(ds.episode[ds.labels == 1].tolist()) == {1}
+
+
 def test_truncated_and_unreadable_bags_are_skipped_with_their_name(tmp_path, base):
     write_bags(tmp_path / 'bags', n=2)
     cut = write_episode(tmp_path / 'bags', 9, seed=3, close=False)

@@ -14,7 +14,7 @@ from hapo_policy.normalization import ActionStats
 from hapo_policy.tokenizer import ActionTokenizer
 from hapo_trainer.algos import ALGOS, get_algo
 from hapo_trainer.config import LossConfig
-from hapo_trainer.loss import adaptive_weights, bc_loss, hapo_loss, kl_reference_point, sirius_weights
+from hapo_trainer.loss import adaptive_weights, bc_loss, hapo_loss, kl_reference_point, reweight, sirius_weights
 from hapo_trainer.steps import action_l1_normalized
 
 
@@ -182,9 +182,35 @@ def test_bc_loss_masks_and_weights():
 
 
 def test_registry():
-    assert set(ALGOS) == {'bc', 'dagger', 'sirius', 'kto', 'hapo'}
+    assert set(ALGOS) == {'bc', 'dagger', 'sirius', 'kto', 'hapo', 'hapo-m1', 'hapo-c'}
     for algo in ALGOS.values():
         assert sum(algo.ratios.values()) == pytest.approx(1.0)
     assert get_algo('hapo').adaptive and not get_algo('kto').adaptive
     with pytest.raises(ValueError, match='unknown method'):
         get_algo('dpo')
+
+
+def test_reweight_mean1_and_corrections_by_hand():
+    lam, desirable = t(0.1, 0.3, 0.6, 0.2), b(True, True, False, False)
+    labels = torch.tensor([1, 2, 0, 0])
+    assert reweight(lam, desirable, 'paper') is lam
+    np.testing.assert_allclose(reweight(lam, desirable, 'mean1').numpy(), [0.5, 1.5, 1.5, 0.5])
+    np.testing.assert_allclose(reweight(lam, desirable, 'corrections', labels).numpy(), [1.0, 0.3, 1.0, 1.0])
+    with pytest.raises(ValueError, match='unknown weighting'):
+        reweight(lam, desirable, 'other')
+
+
+def test_own_arms_change_only_the_lambdas():
+    args = (t(-1.0, -2.0, -1.5), t(-1.5, -1.0, -1.2), t(-3.0, -4.0, -2.0), t(-3.2, -3.6, -2.5), t(0.2, 0.4, 0.1),
+            b(True, True, False))
+    labels = torch.tensor([1, 2, 0])
+    paper, pm = hapo_loss(*args, labels=labels)
+    mean1, mm = hapo_loss(*args, labels=labels, weighting='mean1')
+    plain, _ = hapo_loss(*args, adaptive=False)
+    assert mm['weights/desirable_mean'].item() == pytest.approx(1.0)
+    assert mm['weights/undesirable_mean'].item() == pytest.approx(1.0)
+    assert pm['weights/desirable_mean'].item() < 0.5  # the paper's shrink that mean1 undoes
+    _, cm = hapo_loss(*args, labels=labels, weighting='corrections')
+    assert cm['lambda/policy'].item() == 1.0 and cm['lambda/undesirable'].item() == 1.0
+    assert cm['lambda/correction'].item() == pytest.approx(pm['lambda/correction'].item())
+    assert len({round(x.item(), 9) for x in (paper, mean1, plain)}) == 3

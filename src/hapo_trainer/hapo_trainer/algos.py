@@ -14,7 +14,13 @@ kto       KTO value, lambda = 1            0.5 / 0.25 / 0.25  HAPO with ``adapti
 sirius    weighted BC, weights 1 / 2 / 0   0.5 / 0.25 / 0.25  corrections carry half the loss, u dropped
 dagger    BC on desirable                  0.5 / 0.5 / 0      policy steps + corrections aggregated
 bc        BC on desirable                  1 / 0 / 0          base: BC on demos and policy-run steps
+hapo-m1   KTO value x lambda / class mean  0.5 / 0.25 / 0.25  ours: the paper's weights, mean 1 per class
+hapo-c    KTO value x lambda on c = 2      0.5 / 0.25 / 0.25  ours: weights on corrections only, others 1
 ========  ===============================  =================  ==========================================
+
+``hapo-m1`` and ``hapo-c`` are arms of our own (issue 11): the paper's lambdas shrink the desirable terms (about
+0.15 at micro-batch 8), which ``hapo-m1`` undoes while keeping their order within a class; ``hapo-c`` keeps the
+emphasis on the corrections the paper argues for and leaves policy and undesirable steps at KTO's weight.
 
 (p / c / u: the classes policy, correction, undesirable, i.e. c = 1, 2, 0.)
 """
@@ -34,6 +40,7 @@ class Algo:
     loss: str  # 'preference' (hapo_loss) or 'bc' (bc_loss)
     ratios: dict[Label, float]  # class -> share of each batch, every training class (TRAINING_LABELS order)
     adaptive: bool = False  # preference loss only: HAPO weights on/off
+    weighting: str = 'paper'  # adaptive only: 'paper', 'mean1' (per class) or 'corrections' (c = 2 only)
     class_weights: dict[Label, float] = field(default_factory=dict)  # bc loss only: Sirius weights, {} = all 1
 
     @property
@@ -49,6 +56,8 @@ def _per_class(policy: float, correction: float, undesirable: float) -> dict[Lab
 ALGOS: dict[str, Algo] = {
     'hapo': Algo('hapo', 'preference', _per_class(0.5, 0.25, 0.25), adaptive=True),
     'kto': Algo('kto', 'preference', _per_class(0.5, 0.25, 0.25), adaptive=False),
+    'hapo-m1': Algo('hapo-m1', 'preference', _per_class(0.5, 0.25, 0.25), adaptive=True, weighting='mean1'),
+    'hapo-c': Algo('hapo-c', 'preference', _per_class(0.5, 0.25, 0.25), adaptive=True, weighting='corrections'),
     'sirius': Algo('sirius', 'bc', _per_class(0.5, 0.25, 0.25), class_weights=_per_class(1.0, 2.0, 0.0)),
     'dagger': Algo('dagger', 'bc', _per_class(0.5, 0.5, 0.0)),
     'bc': Algo('bc', 'bc', _per_class(1.0, 0.0, 0.0)),

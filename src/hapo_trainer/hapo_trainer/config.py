@@ -59,6 +59,8 @@ class DataConfig:
     max_abs_action: float = _f(0.0, 'Drop an action with any |value| above this (action units). 0 = off.')
     max_obs_lag_ms: float = _f(100.0, 'When no image carries the exact stamp of a step, use the latest earlier one '
                                       'within this lag; else the step is dropped (no_observation).')
+    policy_steps: bool = _f(True, 'Keep the steps the policy drove in deployed (non-demo) episodes as c=1; false = '
+                                  'demos and corrections only (DAgger\'s aggregate; c=0 stays as K says).')
     cache_dir: str = _f('', "Dataset cache directory; '' = $HAPO_CACHE or ~/.cache/hapo/datasets.")
 
     def __post_init__(self) -> None:

@@ -165,6 +165,8 @@ def _episode_samples(ep: Any, spec: BuildSpec, drops: dict[str, int]) -> dict[st
         reason = None
         if label == Label.NOT_TRAINING:
             reason = 'not_training'  # NONE / STOPPED hold commands
+        elif label == Label.POLICY and not (d.policy_steps or ep.demo):
+            reason = 'policy_step'  # data.policy_steps false: demos and corrections only
         elif not np.all(np.isfinite(action)):
             reason = 'nonfinite'
         elif d.drop_noop and np.all(np.abs(action[:6]) <= d.noop_eps):

@@ -77,9 +77,24 @@ def adaptive_weights(action_l1: Tensor, desirable: Tensor, beta_d: float = 1.0, 
     return torch.where(desirable, lam_d, lam_u), w
 
 
+def reweight(lam: Tensor, desirable: Tensor, weighting: str, labels: Tensor | None = None) -> Tensor:
+    """The HAPO lambdas (B,) as an arm of ours uses them: 'paper' unchanged; 'mean1' divided by their mean over
+    the sample's class (desirable / undesirable) in the batch, so each class keeps KTO's total weight and only the
+    order within it changes; 'corrections' kept on c = 2 (``labels`` needed) and 1 elsewhere."""
+    if weighting == 'paper':
+        return lam
+    if weighting == 'mean1':
+        mean_d, mean_u = _masked_mean(lam, desirable), _masked_mean(lam, ~desirable)
+        return lam / torch.where(desirable, mean_d, mean_u).clamp(min=1e-12)  # NaN means only in empty classes
+    if weighting == 'corrections':
+        assert labels is not None, "weighting='corrections' needs the labels"
+        return torch.where(labels.to(lam.device) == Label.CORRECTION, lam, torch.ones_like(lam))
+    raise ValueError(f'unknown weighting {weighting!r}; choose paper, mean1 or corrections')
+
+
 def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Tensor, reference_kl_logps: Tensor,
               action_l1: Tensor, desirable: Tensor, cfg: LossConfig | None = None, *, adaptive: bool = True,
-              labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+              labels: Tensor | None = None, weighting: str = 'paper') -> tuple[Tensor, dict[str, Tensor]]:
     """HAPO loss (``adaptive=False``: plain KTO) with sum reduction over the batch.
 
     Args:
@@ -92,8 +107,11 @@ def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Te
         cfg: the loss config (None: its defaults, DESIGN.md's): beta, beta_d, beta_u, gamma, eps, and kl_clamp
             (lo, hi) for z0 (see ``kl_reference_point`` for the TRL difference). Its method is not read here.
         adaptive: False sets every lambda to 1 (KTO with lambda_D = lambda_U = 1); the method's ``Algo.adaptive``.
-        labels: optional (B,) int labels c in {0, 1, 2} (``Label``), only for the per-class metrics
-            ``r/<class>``, ``lambda/<class>``, ``batch/n_<class>`` (``per_class_metrics``).
+        labels: optional (B,) int labels c in {0, 1, 2} (``Label``), for the per-class metrics
+            ``r/<class>``, ``lambda/<class>``, ``batch/n_<class>`` (``per_class_metrics``) and
+            ``weighting='corrections'``.
+        weighting: with ``adaptive``, how the lambdas are used (``reweight``): 'paper' as they are, 'mean1'
+            divided by their mean in the sample's class of the batch, 'corrections' on c = 2 only (others 1).
 
     Returns:
         (loss, metrics): a scalar and a dict of 0-d tensors named like TRL's KTO trainer plus ours.
@@ -120,6 +138,7 @@ def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Te
                         1.0 - torch.sigmoid(beta * (z0 - logratio)))  # (B,)
     if adaptive:
         lam, w = adaptive_weights(action_l1, desirable, cfg.beta_d, cfg.beta_u, cfg.gamma, cfg.eps)  # (B,), (B,)
+        lam = reweight(lam, desirable, weighting, labels)
     else:
         lam = torch.ones_like(value).detach()  # plain KTO: lambda_D = lambda_U = 1
         w = torch.full_like(value, float('nan'))

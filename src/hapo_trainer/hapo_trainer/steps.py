@@ -176,7 +176,7 @@ def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, 
             kl_logps = action_logprobs(raw_model, first_id, batch, data.tokens[torch.tensor(partners)])[0].sum(1)
         # r sums the A action tokens (logps.sum(1)); the reference also counts the stop token: see loss.py.
         loss, metrics = hapo_loss(logps.sum(1), ref.get(idx, idx), kl_logps, ref.get(idx, partners), l1, labels > 0,
-                                  cfg, adaptive=algo.adaptive, labels=labels)
+                                  cfg, adaptive=algo.adaptive, labels=labels, weighting=algo.weighting)
     else:
         weights = sirius_weights(labels, algo.class_weights) if algo.class_weights else None
         mask = labels >= 0 if algo.class_weights else labels > 0  # Sirius: weights decide; BC: desirable only
