@@ -38,6 +38,8 @@ VERBS = {
     'round': ('hapo_bringup.deploy_round', 'one deployment round: deploy with the simulated operator, optimize, '
                                            'evaluate before/after'),
     'loop': ('hapo_bringup.loop', 'deployment rounds chained, each deploying the previous round\'s policy'),
+    'experiment': ('hapo_bringup.experiment', 'the protocol of config/experiment.yaml: every arm against the base on '
+                                             'paired seeds, cached and resumable; `report` for the README'),
     'compare': ('hapo_trainer.compare', 'paired comparison of two evaluate-sim results (exact McNemar)'),
     'import-stats': ('hapo_policy.import_stats', "an OpenVLA checkpoint's norm_stats[unnorm_key] -> action_stats.json"),
 }

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import math
 import os
 import signal
@@ -207,7 +208,9 @@ class _Checkpoints:
 
 class _MetricLog:
     """Metrics of the micro-batches since the last log step -> their means (over ranks too) every ``log_every``
-    steps; rank 0 shows them on the progress bar and writes TensorBoard (``<out>/tb``). One sync per log step."""
+    steps; rank 0 shows them on the progress bar, writes TensorBoard (``<out>/tb``) and appends them as one JSON
+    line to ``<out>/metrics.jsonl`` (per-class r and lambda, z0, ...: what ``hapo experiment`` stores). One sync
+    per log step."""
 
     def __init__(self, cfg: TrainConfig, out: Path, world: World, start: int, progress: bool):
         from tqdm import tqdm
@@ -215,6 +218,7 @@ class _MetricLog:
         self.every, self.total, self.world = cfg.run.log_every, cfg.optim.max_steps, world
         self.window: dict[str, list[torch.Tensor]] = {}
         self.tb = None
+        self.jsonl = out / 'metrics.jsonl'
         if world.main and cfg.run.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -241,6 +245,9 @@ class _MetricLog:
         if self.tb is not None:
             for k, v in scalars.items():
                 self.tb.add_scalar(k, v, step)
+        self.jsonl.parent.mkdir(parents=True, exist_ok=True)
+        with self.jsonl.open('a') as f:  # NaN (a class absent from the window) is written as null
+            f.write(json.dumps({'step': step, **{k: None if math.isnan(v) else v for k, v in scalars.items()}}) + '\n')
 
     def close(self) -> None:
         self.bar.close()
