@@ -34,14 +34,15 @@ from hapo_interfaces.records import read_step
 from hapo_interfaces.stamps import to_ns
 
 
-def image_hop(probe: RosProbe, size: int, n: int = 200) -> list[float]:
-    """Baseline: publish n images and time their arrival at a second node of the same process."""
+def image_hop(probe: RosProbe, size: int, n: int = 200, width: int | None = None) -> list[float]:
+    """Baseline: publish n images (size x size, or size x width) and time their arrival at a second node of the
+    same process."""
     lat: list[float] = []
     sub = probe.node.create_subscription(Image, 'bench/image', lambda m: lat.append(
         (time.time_ns() - to_ns(m.header.stamp)) / 1e9), qos_profile_sensor_data)
     pub = probe.node.create_publisher(Image, 'bench/image', qos_profile_sensor_data)
     wait_for(lambda: pub.get_subscription_count() > 0, 10, what='image hop subscriber')
-    img = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    img = np.random.default_rng(0).integers(0, 255, (size, width or size, 3), dtype=np.uint8)
     for _ in range(n):
         pub.publish(fill_image(Image(), img, time.time_ns()))
         time.sleep(0.01)

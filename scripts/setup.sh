@@ -11,7 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${HAPO_VENV:-$root/.venv}"
 python="${HAPO_PYTHON:-python3}"
 
-apt_pkgs=(libosmesa6 libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libglib2.0-0)
+apt_pkgs=(libosmesa6 libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libglib2.0-0 tmux)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

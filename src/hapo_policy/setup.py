@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 
 package_name = 'hapo_policy'
 # Executables: `ros2 run hapo_policy NAME` after colcon; nodes also `hapo node NAME`, tools `hapo <verb>`.
-NODES = ['policy_node = hapo_policy.policy_node:main']
+NODES = ['policy_node = hapo_policy.policy_node:main', 'camera_node = hapo_policy.camera_node:main']
 TOOLS = ['import_stats = hapo_policy.import_stats:main']
 
 setup(

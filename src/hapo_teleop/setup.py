@@ -6,7 +6,8 @@ from setuptools import find_packages, setup
 
 package_name = 'hapo_teleop'
 # Executables: `ros2 run hapo_teleop NAME` after colcon; nodes also `hapo node NAME`, tools `hapo <verb>`.
-NODES = ['mux_node = hapo_teleop.mux_node:main', 'joy_node = hapo_teleop.joy_node:main']
+NODES = ['mux_node = hapo_teleop.mux_node:main', 'joy_node = hapo_teleop.joy_node:main',
+         'servo_executor = hapo_teleop.servo_executor_node:main', 'keyboard_node = hapo_teleop.keyboard_node:main']
 TOOLS = []
 
 setup(

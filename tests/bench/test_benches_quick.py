@@ -24,6 +24,7 @@ QUICK = {
     'bench_sim.py': ['--steps', '10', '--size', '64'],
     'bench_evaluate.py': ['--quick'],
     'bench_collect.py': ['--quick'],
+    'bench_camera.py': ['--quick'],
 }
 
 

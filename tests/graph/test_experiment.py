@@ -73,6 +73,17 @@ def test_the_protocol_runs_caches_every_unit_resumes_and_reports(tmp_path, capsy
     assert text.startswith('# intro\n') and text.endswith('<!-- experiment:end -->\ntail\n') and 'old' not in text
     assert 'Winner by the protocol\'s rule: **kto**' in text and '| kto/seed0 |' in text
 
+    more = tmp_path / 'more.yaml'  # a new arm whose round bags are gone: it fails, its evaluations are skipped
+    more.write_text(yaml.safe_dump({**PROTOCOL, 'arms': {**PROTOCOL['arms'], 'sirius': {'method': 'sirius'}}}))
+    shutil.rmtree(out / 'work' / 'round' / chain[0]['round'].key / 'bags')
+    assert experiment(['--config', str(more), '--out', str(out)]) == 1
+    err = capsys.readouterr().err
+    assert '0 units run, 14 in the protocol, 3 failed or blocked:' in err
+    assert 'train[lift lift_far sirius 0]' in err and 'optimize failed' in err
+    assert err.count('not run, train[lift lift_far sirius 0] failed') == 2
+    body = json.loads((out / 'results.json').read_text())
+    assert not body['complete'] and body['winner'] is None and len(body['missing']) == 3
+
     broken = tmp_path / 'broken.yaml'
     broken.write_text(yaml.safe_dump({**PROTOCOL, 'arms': {'kto': {}}}))
     assert experiment(['--config', str(broken), '--out', str(out)]) == 2

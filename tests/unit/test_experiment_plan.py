@@ -91,6 +91,8 @@ def test_quick_is_the_same_protocol_at_small_sizes():
 @pytest.mark.parametrize(('edit', 'message'), [
     (lambda c: c.pop('arms'), 'missing arms:'),
     (lambda c: c['arms']['kto'].update(lr=1), "arms.kto: needs method:"),
+    (lambda c: c['arms']['kto'].update(method='nope'), "arms.kto: loss.method='nope' invalid"),
+    (lambda c: c['arms']['bc'].update(ratios={'policy': 2}), 'arms.bc: loss.ratios='),
     (lambda c: c['evaluation'].update(seeds='20000:20060'), 'are not evaluation seeds'),
     (lambda c: c['evaluation'].update(seeds='oops'), 'evaluation.seeds'),
     (lambda c: c['tasks']['lift'].pop('original'), 'tasks.lift: needs'),

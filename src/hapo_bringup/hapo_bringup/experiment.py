@@ -36,12 +36,13 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from hapo_bringup.experiment_plan import Plan, PlanError, Unit, load, plan
+from hapo_bringup.experiment_plan import Plan, PlanError, Unit, load, plan, train_config
 
 
 class ExperimentError(RuntimeError):
@@ -132,16 +133,13 @@ def _round(u: Unit, s: Store) -> dict[str, Any]:
 
 
 def _train(u: Unit, s: Store) -> dict[str, Any]:
-    from hapo_trainer.config import dump_yaml, load_config
+    from hapo_trainer.config import dump_yaml
     from hapo_trainer.optimize import main as optimize
     from hapo_trainer.train_state import latest_checkpoint
 
     p, out = u.params, s.artifact(u)
     policy, bags = s.policy(u.deps[0]), [str(s.artifact(d) / 'bags') for d in u.deps[1:]]
-    cfg = load_config(None).replace(**{k: v for k, v in {
-        'loss.method': p['method'], 'optim.lr': p['lr'], 'optim.max_steps': p['steps'], 'run.seed': p['seed'],
-        'optim.micro_batch': p.get('micro_batch'), 'loss.ratios': p.get('ratios'),
-        'data.policy_steps': p.get('policy_steps'), 'run.tensorboard': False}.items() if v is not None})
+    cfg = train_config(p)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'arm.yaml').write_text(dump_yaml(cfg))
     train = out / 'train'
@@ -208,7 +206,8 @@ def run_unit(u: Unit, s: Store) -> dict[str, Any]:
     with log.open('a') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
             outcome = STAGES[u.stage](u, s)
-        except (ExperimentError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # any failure of one unit is that unit's, with its traceback in its log
+            traceback.print_exc()
             raise ExperimentError(f'{u.label} ({u.key}): {exc}; log {log}') from None
     body = {'stage': u.stage, 'key': u.key, 'params': u.params, 'deps': [d.key for d in u.deps],
             'outcome': outcome, 'cpu_s': round(_cpu_s() - cpu0, 1), 'wall_s': round(time.monotonic() - t0, 1),
@@ -225,46 +224,71 @@ def _comparable(outcome: dict[str, Any]) -> Any:
     return {k: v for k, v in outcome.items() if k not in ('diagnostics',)}
 
 
-def _child(u: Unit, s: Store) -> float:
+def _child(u: Unit, s: Store) -> None:
     run_unit(u, s)
-    return 0.0
 
 
-def run(p: Plan, s: Store, workers: int, only: set[str] | None = None) -> int:
-    """Every unit of ``p`` without an outcome, in order, up to ``workers`` at once; the number run."""
+def run(p: Plan, s: Store, workers: int, only: set[str] | None = None) -> tuple[int, list[str]]:
+    """Every unit of ``p`` without an outcome, in order, up to ``workers`` at once: the number that ran, and one
+    line per unit that failed (the run goes on without the units that depend on it)."""
     from tqdm import tqdm
 
     todo = [u for u in p.units if s.outcome(u) is None and (only is None or u.stage in only)]
     done = {u.key for u in p.units if s.outcome(u) is not None}
+    failed: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc='experiment', unit='unit')
+
+    def blocked(u: Unit) -> bool:
+        bad = [d for d in u.deps if d.key in failed or (d.key not in done and only is not None and d.stage
+                                                         not in only)]
+        if bad:
+            failed[u.key] = f'{u.label}: not run, {bad[0].label} ' + ('failed' if bad[0].key in failed else
+                                                                       'is not in this run (--only)')
+            bar.update(1)
+        return bool(bad)
+
+    def finished(u: Unit, error: ExperimentError | None) -> None:
+        if error is None:
+            done.add(u.key)
+        else:
+            failed[u.key] = str(error)
+            tqdm.write(f'hapo experiment: {error}', file=sys.stderr)
+        bar.update(1)
+
     if workers <= 1:
         for u in todo:
+            if blocked(u):
+                continue
             bar.set_postfix_str(u.label)
-            if not all(d.key in done for d in u.deps) and only is None:
-                raise ExperimentError(f'{u.label}: a dependency has no outcome')
-            run_unit(u, s)
-            done.add(u.key)
-            bar.update(1)
-        bar.close()
-        return len(todo)
-    running: dict[Any, Unit] = {}
-    with ProcessPoolExecutor(workers, mp_context=get_context('spawn')) as pool:
-        while todo or running:
-            for u in [u for u in todo if all(d.key in done or s.outcome(d) is not None for d in u.deps)]:
-                if len(running) >= workers:
-                    break
-                todo.remove(u)
-                running[pool.submit(_child, u, s)] = u
-            if not running:
-                raise ExperimentError(f'{todo[0].label}: a dependency is not in this run (--only?)')
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in finished:
-                u = running.pop(f)
-                f.result()  # a failed unit stops the run (the others' outcomes are kept)
-                done.add(u.key)
-                bar.update(1)
+            try:
+                run_unit(u, s)
+                finished(u, None)
+            except ExperimentError as exc:
+                finished(u, exc)
+    else:
+        running: dict[Any, Unit] = {}
+        with ProcessPoolExecutor(workers, mp_context=get_context('spawn')) as pool:
+            while todo or running:
+                for u in list(todo):
+                    if blocked(u):
+                        todo.remove(u)
+                    elif len(running) < workers and all(d.key in done for d in u.deps):
+                        todo.remove(u)
+                        running[pool.submit(_child, u, s)] = u
+                if not running:
+                    if todo:
+                        raise ExperimentError(f'{todo[0].label}: waits on a unit that is not in this run')
+                    continue
+                ready, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in ready:
+                    u = running.pop(f)
+                    try:
+                        f.result()
+                        finished(u, None)
+                    except ExperimentError as exc:
+                        finished(u, exc)
     bar.close()
-    return bar.n
+    return bar.n - len(failed), list(failed.values())
 
 
 # -- results -----------------------------------------------------------------------------------------------------
@@ -353,10 +377,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f'{u.key} {u.label}')
         return 0
     os.environ.setdefault('MUJOCO_GL', 'egl')
-    code = 0
     try:
-        n = run(p, s, args.workers, only)
-        print(f'hapo experiment: {n} units run, {len(p.units)} in the protocol', file=sys.stderr)
+        n, failures = run(p, s, args.workers, only)
+        print(f'hapo experiment: {n} units run, {len(p.units)} in the protocol'
+              + (f', {len(failures)} failed or blocked:' if failures else ''), file=sys.stderr)
+        for line in failures:
+            print(f'  {line}', file=sys.stderr)
+        code = 1 if failures else 0
     except ExperimentError as exc:
         print(f'hapo experiment: {exc}', file=sys.stderr)
         code = 1

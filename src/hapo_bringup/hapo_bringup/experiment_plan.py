@@ -81,6 +81,18 @@ class Plan:
         self._seen: set[Unit] = set()
 
 
+def train_config(params: dict[str, Any]) -> Any:
+    """The trainer config (``hapo_trainer.config.TrainConfig``) of a train unit's parameters: an arm's spec over
+    the protocol's ``train:`` budget and a training seed. ConfigError on a value the trainer refuses."""
+    from hapo_trainer.config import load_config
+
+    overrides = {'loss.method': params['method'], 'optim.lr': params.get('lr'), 'optim.max_steps': params.get('steps'),
+                 'run.seed': params.get('seed'), 'optim.micro_batch': params.get('micro_batch'),
+                 'loss.ratios': params.get('ratios'), 'data.policy_steps': params.get('policy_steps'),
+                 'run.tensorboard': False}
+    return load_config(None).replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
 def load(path: Path, quick: bool = False) -> dict[str, Any]:
     """The protocol of ``path`` (``quick``: its ``quick:`` block over it), checked."""
     try:
@@ -102,6 +114,10 @@ def load(path: Path, quick: bool = False) -> dict[str, Any]:
         if 'method' not in spec or unknown:
             raise PlanError(f'{path}: arms.{arm}: needs method:, knows {sorted(ARM_KEYS)}'
                             + (f' (not {sorted(unknown)})' if unknown else ''))
+        try:
+            train_config({**spec, **cfg['train']})
+        except ValueError as exc:  # hapo_trainer's ConfigError
+            raise PlanError(f'{path}: arms.{arm}: {exc}') from None
     try:
         seeds = seed_uses.parse(str(cfg['evaluation']['seeds']))
     except seed_uses.SeedError as exc:
