@@ -2,34 +2,29 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """Deploy graph for a full ROS 2 install (after ``colcon build``); ``hapo deploy`` starts the same nodes.
 
-    ros2 launch hapo_bringup deploy.launch.py [config:=/path/deploy.yaml] [gamepad:=ps4] [sim:=false] \
-        [record:=false] [joy:=false] [scenario:=lift_far] [task:=pick_place_can] [policy_node.checkpoint:=/path/ckpt]
+    ros2 launch hapo_bringup deploy.launch.py --show-args
+    ros2 launch hapo_bringup deploy.launch.py robot:=servo camera:=0 checkpoint:=/path/ckpt gamepad:=ps4
+    ros2 launch hapo_bringup deploy.launch.py scenario:=lift_far policy_node.checkpoint:=/path/ckpt
 
-Every other ``key:=value`` is a parameter override, resolved by hapo_bringup.graph exactly as the
-``hapo`` runner does, so both paths start the same nodes with the same parameters.
+The declared arguments are ``hapo_bringup.graph.LAUNCH_ARGS``; every other ``key:=value`` is a parameter
+override. ``graph.launch_graph`` resolves them exactly as ``hapo deploy`` does (one place), so both paths start
+the same nodes with the same parameters.
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from hapo_bringup.graph import config_dir, gamepad_config, resolve
+from hapo_bringup.graph import LAUNCH_ARGS, launch_graph
 
 
 def _nodes(context):
-    config = LaunchConfiguration('config').perform(context)
-    settings = dict(context.launch_configurations)
-    gamepad = settings.pop('gamepad', '')
-    overrides = [f'{k}:={v}' for k, v in settings.items() if k != 'config']
-    nodes, params = resolve(config, overrides, extra_configs=[gamepad_config(gamepad)] if gamepad else [])
+    nodes, params = launch_graph(context.launch_configurations)
     return [Node(package=n.package, executable=n.executable, name=n.name, parameters=[params[n.name]],
                  output='screen', emulate_tty=True) for n in nodes]
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument('config', default_value=str(config_dir() / 'deploy.yaml'),
-                              description='ROS 2 parameter file keyed by node name'),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription([*(DeclareLaunchArgument(name, default_value=default, description=doc)
+                                for name, default, doc in LAUNCH_ARGS),
+                              OpaqueFunction(function=_nodes)])

@@ -115,7 +115,7 @@ def test_precedence_deploy_yaml_then_scenario_then_command_line(tmp_path):
 
 
 def test_scenario_without_the_sim_still_sets_policy_and_recorder():
-    nodes, params = resolve(config_dir() / 'deploy.yaml', [UNTRAINED, 'sim:=false', 'scenario:=lift'])
+    nodes, params = resolve(config_dir() / 'deploy.yaml', [UNTRAINED, 'robot:=none', 'scenario:=lift'])
     assert 'sim_node' not in {n.name for n in nodes}
     assert params['policy_node']['camera_names'] == 'agentview,robot0_eye_in_hand'
     assert params['recorder_node']['cameras'] == CAMS

@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,12 @@ class NodeSpec:
     executable: str  # console script (ros2 run / launch_ros)
     name: str
     schema: str  # 'module:Class' of its params dataclass
-    optional: str = ''  # graph switch that enables it ('' = always)
+    optional: str = ''  # graph switch that enables it ('' = always), or 'robot=NAME': that robot's nodes
+    module_name: str = ''  # the Python module when it is not <package>.<executable>
 
     @property
     def module(self) -> str:
-        return f'{self.package}.{self.executable}'
+        return self.module_name or f'{self.package}.{self.executable}'
 
     def schema_class(self) -> type:
         mod, cls = self.schema.split(':')
@@ -46,7 +48,10 @@ class NodeSpec:
 
 
 DEPLOY_GRAPH: tuple[NodeSpec, ...] = (
-    NodeSpec('hapo_sim', 'sim_node', 'sim_node', 'hapo_sim.sim_params:SimParams', optional='sim'),
+    NodeSpec('hapo_sim', 'sim_node', 'sim_node', 'hapo_sim.sim_params:SimParams', optional='robot=sim'),
+    NodeSpec('hapo_policy', 'camera_node', 'camera_node', 'hapo_policy.camera:CameraParams', optional='robot=servo'),
+    NodeSpec('hapo_teleop', 'servo_executor', 'servo_executor', 'hapo_teleop.servo:ServoParams',
+             optional='robot=servo', module_name='hapo_teleop.servo_executor_node'),
     NodeSpec('hapo_policy', 'policy_node', 'policy_node', 'hapo_policy.policy_params:PolicyParams'),
     NodeSpec('hapo_teleop', 'mux_node', 'mux_node', 'hapo_teleop.mux:MuxParams'),
     NodeSpec('hapo_teleop', 'joy_node', 'joy_node', 'hapo_teleop.joystick:JoyParams', optional='joy'),
@@ -54,12 +59,20 @@ DEPLOY_GRAPH: tuple[NodeSpec, ...] = (
              optional='record'),
     NodeSpec('hapo_sim', 'operator_node', 'operator_node', 'hapo_sim.operator:OperatorParams', optional='operator'),
 )
-"""Graph switches select the optional nodes: ``sim:=false`` for a real robot, ``record:=false``,
-``joy:=false`` where a ROS ``joy`` driver (or nothing) publishes ``joy`` instead of our joy_node, and
-``operator:=true``: the simulated operator holds the joystick instead of a person (joy_node off, the mux in
-``lockstep_operator``, every motion dim on an axis, the sim waits for it; see ``OPERATOR_LAYER``)."""
+"""``robot:=`` and the graph switches select the optional nodes: ``robot:=sim`` (the default) the simulated robot,
+``robot:=servo`` a real arm (camera_node and servo_executor; see ``ROBOT_LAYERS``), ``robot:=none`` neither (bag
+replay, or a robot driver of your own on the same topics); ``record:=false``, ``joy:=false`` where a ROS
+``joy`` driver, keyboard_node or nothing publishes ``joy`` instead of our joy_node, and ``operator:=true``: the
+simulated operator holds the joystick instead of a person (joy_node off, the mux in ``lockstep_operator``,
+every motion dim on an axis, the sim waits for it; see ``OPERATOR_LAYER``)."""
 
-SWITCHES = {'sim': True, 'record': True, 'joy': True, 'operator': False}
+SWITCHES = {'record': True, 'joy': True, 'operator': False}
+ROBOTS = ('sim', 'servo', 'none')
+ROBOT_LAYERS = {'servo': {'mux_node': {'lockstep': False}, 'policy_node': {'match_stamps': False}}}
+"""What ``robot:=servo`` sets over config/deploy.yaml: no lockstep sim, so the mux takes a human command every
+tick and the policy the newest frame of each camera."""
+ALIASES = {'camera': ('camera_node', 'source')}
+"""Graph-level names for one node's parameter: ``camera:=0`` is ``camera_node.source:=0``."""
 OPERATOR_LAYER = {'mux_node': {'lockstep_operator': True, 'axis_map': [1, 0, 4, 6, 7, 3]}}
 """What ``operator:=true`` sets over config/deploy.yaml (``key:=value`` still wins): with the Xbox map's roll and
 pitch unmapped, the expert's orientation hold would be lost."""
@@ -172,7 +185,8 @@ def checkpoint_path(value: str) -> str:
 
 def checkpoint_params(path: str) -> dict[str, dict[str, Any]]:
     """``{node: {param: value}}`` a tiny-VLA checkpoint needs: the sim renders, and the recorder records, the
-    cameras it names at its image size; the policy takes them in the model's order. Nothing for a foreign model
+    cameras it names at its image size; the policy takes them in the model's order; a real camera publishes as
+    the first of them at the model's size (what is recorded is what the model sees). Nothing for a foreign model
     or an unreadable one (policy_node then says what is wrong)."""
     try:
         config = json.loads((Path(path) / 'config.json').read_text())
@@ -180,9 +194,9 @@ def checkpoint_params(path: str) -> dict[str, dict[str, Any]]:
         return {}
     if not config.get('camera_names') or not config.get('image_size'):
         return {}
-    cams = [str(c) for c in config['camera_names']]
-    return {'sim_node': {'cameras': cams, 'image_size': int(config['image_size'])},
-            'recorder_node': {'cameras': cams}, 'policy_node': {'camera_names': ''}}
+    cams, size = [str(c) for c in config['camera_names']], int(config['image_size'])
+    return {'sim_node': {'cameras': cams, 'image_size': size}, 'recorder_node': {'cameras': cams},
+            'policy_node': {'camera_names': ''}, 'camera_node': {'name': cams[0], 'width': size, 'height': size}}
 
 
 def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = DEPLOY_GRAPH,
@@ -199,18 +213,33 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
     for key in list(glob):
         if key in switches:
             switches[key] = glob.pop(key).lower() == 'true'
+    if 'sim' in glob:
+        raise ParamError(f'sim:={glob["sim"]} is now robot:=sim|servo|none (servo: a real arm; none: no robot)')
+    robot = glob.pop('robot', 'sim')
+    if robot not in ROBOTS:
+        raise ParamError(f'robot:={robot} is not one of {list(ROBOTS)}')
+    for alias, (node, key) in ALIASES.items():
+        if alias in glob:
+            per_node.setdefault(node, {})[key] = glob.pop(alias)
+    extra_configs = list(extra_configs)
+    if 'gamepad' in glob:
+        extra_configs.append(gamepad_config(glob['gamepad']))
+        per_node.setdefault('recorder_node', {}).setdefault('input_device', Path(glob.pop('gamepad')).stem)
     if switches['operator']:
         switches['joy'] = False  # one hand on the joystick
-    nodes = [n for n in graph if not n.optional or switches[n.optional]]
+    on = {**switches, **{f'robot={r}': r == robot for r in ROBOTS}}
+    nodes = [n for n in graph if not n.optional or on[n.optional]]
     from_file = load_yaml(config)
     for extra in extra_configs:
         for node, values in load_yaml(extra).items():
             from_file.setdefault(node, {}).update(values)
-    # A graph-wide setting (it also sets the policy and recorder with sim:=false), claimed here.
+    # A graph-wide setting (it also sets the policy and recorder without the sim), claimed here.
     scenario = per_node.get('sim_node', {}).pop('scenario', None)
     scenario = glob.pop('scenario', None) if scenario is None else scenario
     scenario = from_file.get('sim_node', {}).get('scenario', '') if scenario is None else scenario
     layer = scenario_params(scenario_path(scenario)) if scenario else {'sim_node': {'scenario': ''}}
+    for node, values in ROBOT_LAYERS.get(robot, {}).items():
+        layer.setdefault(node, {}).update(values)
     if any(n.name == 'operator_node' for n in nodes):
         for node, values in OPERATOR_LAYER.items():
             layer.setdefault(node, {}).update(values)
@@ -272,12 +301,68 @@ def follow_mux(params: dict[str, dict[str, Any]]) -> None:
         params[d].update(follow)
 
 
+LAUNCH_ARGS: tuple[tuple[str, str, str], ...] = (
+    ('config', '', 'ROS 2 parameter file keyed by node name (default: config/deploy.yaml)'),
+    ('robot', 'sim', 'sim: the simulated robot; servo: a real arm (camera_node + servo_executor for MoveIt Servo); '
+                     'none: no robot (bag replay, a driver of your own)'),
+    ('camera', '', "robot:=servo: camera_node's source, a device index, video file or stream URL ('' = the "
+                   "config's)"),
+    ('checkpoint', '', "policy checkpoint (a save_pretrained directory; '' = the config's, the shipped Lift base)"),
+    ('instruction', '', "task instruction ('' = the config's or the scenario's)"),
+    ('record', 'true', 'record episodes (recorder_node)'),
+    ('gamepad', '', "joystick map over the config: xbox, ps4, keyboard (keyboard_node in its own terminal, with "
+                    "joy:=false) or a YAML file ('' = the config's, xbox)"),
+    ('joy', 'true', "start our joy_node (false: ROS joy's joy_node, keyboard_node or nothing publishes joy)"),
+    ('scenario', '', "robot:=sim: a scenario name or file ('' = the config's)"),
+    ('operator', 'false', 'the simulated operator takes over instead of a person (robot:=sim)'),
+)
+"""The arguments deploy.launch.py declares (``ros2 launch ... --show-args``); ``hapo deploy`` takes the same as
+``name:=value``. An empty default means "what the config says"."""
+
+
+def launch_graph(settings: Mapping[str, str]) -> tuple[list[NodeSpec], dict[str, dict[str, Any]]]:
+    """The nodes and parameters of ``ros2 launch hapo_bringup deploy.launch.py`` for its launch configurations:
+    the declared arguments (empty ones left to the config) and every other ``key:=value`` as an override."""
+    settings = dict(settings)
+    config = settings.pop('config', '') or str(config_dir() / 'deploy.yaml')
+    empty_is_config = {name for name, default, _ in LAUNCH_ARGS if default == ''}
+    overrides = [f'{k}:={v}' for k, v in settings.items() if v != '' or k not in empty_is_config]
+    return resolve(Path(config), overrides)
+
+
+REPLAY_ARGS: tuple[tuple[str, str, str], ...] = (
+    ('checkpoint', '', 'the policy to evaluate (required)'),
+    ('bags', '', 'episode bags to replay (a directory; required)'),
+    ('out', 'runs/replay/live.json', 'result JSON of hapo evaluate --live'),
+    ('rate', '1.0', 'replay pace relative to the recording'),
+    ('config', '', 'ROS 2 parameter file for policy_node (default: config/deploy.yaml)'),
+)
+"""The arguments replay.launch.py declares: policy_node alone, fed by ``hapo evaluate --live``."""
+
+
+def replay_graph(settings: Mapping[str, str]) -> tuple[list[NodeSpec], dict[str, dict[str, Any]], list[str]]:
+    """policy_node and its parameters, and the ``hapo evaluate --live`` command (as ``python -m``: a colcon install
+    puts ``hapo`` on no PATH) that replays the bags into it and scores its answers, for replay.launch.py."""
+    settings = {**{name: default for name, default, _ in REPLAY_ARGS}, **settings}
+    for name in ('checkpoint', 'bags'):
+        if not settings[name]:
+            raise ParamError(f'replay.launch.py needs {name}:=...')
+    config = Path(settings['config'] or config_dir() / 'deploy.yaml')
+    policy = tuple(n for n in DEPLOY_GRAPH if n.name == 'policy_node')
+    nodes, params = resolve(config, [f'checkpoint:={settings["checkpoint"]}'], graph=policy)
+    command = [sys.executable, '-m', 'hapo_trainer.evaluate', '--live', '--policy', params['policy_node']['checkpoint'],
+               '--bags',
+               settings['bags'], '--rate', settings['rate'], '--out', settings['out']]
+    return nodes, params, command
+
+
 def help_text(graph: Sequence[NodeSpec] = DEPLOY_GRAPH, config: Mapping[str, Mapping[str, Any]] | None = None
               ) -> str:
     """Every node's parameters as 'name (type, default): meaning' lines."""
     from hapo_interfaces.params import default_of, describe
 
-    lines = ['graph switches: ' + ', '.join(f'{k}:={str(v).lower()}' for k, v in SWITCHES.items())]
+    lines = ['graph: robot:=sim|servo|none (sim), camera:=SOURCE (camera_node.source, robot:=servo), '
+             'gamepad:=xbox|ps4|keyboard|FILE, ' + ', '.join(f'{k}:={str(v).lower()}' for k, v in SWITCHES.items())]
     for n in graph:
         lines.append(f'\n{n.name} ({n.package}):')
         for f in dataclasses.fields(n.schema_class()):

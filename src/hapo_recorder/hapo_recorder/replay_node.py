@@ -6,7 +6,8 @@ The recorder owns bag playback (as ``ros2 bag play`` belongs with ``ros2 bag rec
 ``hapo evaluate --live`` calls ``load`` and ``score`` here, so the trainer itself holds no node::
 
     hapo evaluate --live --policy CKPT --bags runs/episodes [--rate 1.0] [--K 10] [--out live.json]
-    (with policy_node running: hapo deploy sim:=false record:=false checkpoint:=CKPT, or ros2 run)
+    (with policy_node running: hapo deploy robot:=none record:=false joy:=false checkpoint:=CKPT, or
+    ros2 launch hapo_bringup replay.launch.py checkpoint:=CKPT bags:=DIR, which runs both)
 
 Per episode: the recorded instruction (transient local), then for every observation the joint state
 and the camera images with their original stamps, paced as recorded (``--rate`` scales). The policy

@@ -41,7 +41,7 @@ class ServoParams:
     rate_hz: float = param(50.0, 'twists are published at this rate (Servo wants a steady stream)', unit='Hz',
                            lo=1.0, hi=1000.0)
     cmd_timeout_s: float = param(0.1, 'a command older than this is stale: zero twists until the next one (the '
-                                      'mux runs at 20 Hz: two of its ticks)', unit='s', lo=0.001, hi=5.0)
+                                      'mux sends one every tick, 50 Hz by default)', unit='s', lo=0.001, hi=5.0)
     gripper_mode: str = param('trajectory', 'trajectory (trajectory_msgs/JointTrajectory for a gripper or joint '
                                             'trajectory controller), forward (std_msgs/Float64MultiArray for a '
                                             'forward command controller) or none', choices=GRIPPER_MODES)
@@ -54,8 +54,8 @@ class ServoParams:
                                                   '(the observation clock of the graph)')
     shadow: bool = param(False, 'shadow mode: the policy runs and the recorder records, the arm never moves '
                                 '(nothing is sent to Servo or the gripper)')
-    home_between_episodes: bool = param(False, 'move to the named home pose with moveit_py between episodes (asks '
-                                               'the operator first); skipped with a warning without moveit_py')
+    home_between_episodes: bool = param(False, 'move to the named home pose with moveit_py between episodes, when '
+                                               'the operator presses next; skipped with a warning without moveit_py')
     home_pose: str = param('home', 'the SRDF named state of the home pose')
     planning_group: str = param('manipulator', 'the MoveIt planning group moved home')
     task: str = param('real', 'task name in the START event of each episode (and so in the bag metadata)')
