@@ -25,6 +25,7 @@ QUICK = {
     'bench_evaluate.py': ['--quick'],
     'bench_collect.py': ['--quick'],
     'bench_camera.py': ['--quick'],
+    'bench_servo.py': ['--quick'],
 }
 
 

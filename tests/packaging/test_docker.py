@@ -40,7 +40,8 @@ def test_the_image_installs_the_pinned_requirements_and_torch_from_a_chosen_inde
 def test_compose_runs_the_real_arm_graph_with_gamepad_camera_and_host_network():
     compose = yaml.safe_load((ROOT / 'docker' / 'compose.yaml').read_text())
     cpu, cuda = compose['services']['hapo'], compose['services']['hapo-cuda']
-    assert cpu['build']['dockerfile'] == 'docker/Dockerfile' and (ROOT / 'docker' / cpu['build']['context'] / 'src').is_dir()
+    assert cpu['build']['dockerfile'] == 'docker/Dockerfile'
+    assert (ROOT / 'docker' / cpu['build']['context'] / 'src').is_dir()
     assert cpu['network_mode'] == 'host' and cpu['ipc'] == 'host'
     assert {d.split(':')[0] for d in cpu['devices']} == {'/dev/input/js0', '/dev/video0'}
     assert 'robot:=servo camera:=0' in cpu['command']
