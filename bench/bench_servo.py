@@ -4,8 +4,8 @@
 
     .venv/bin/python bench/bench_servo.py [--trials 20] [--quick]
 
-A real subscriber (this process) takes the twists; a real publisher sends hapo/cmd at 50 Hz (the mux's tick) for
-0.4 s, then stops. Per trial: from the last command sent to the first zero twist received, less
+A real subscriber (this process) takes the twists; a real publisher sends hapo/cmd (human commands: no episode
+needed) at 50 Hz (the mux's tick) for 0.4 s, then stops. Per trial: from the last command sent to the first zero twist received, less
 ``cmd_timeout_s`` (0.1 s): the time the watchdog takes once the command is stale. Goal: within one executor
 period (1 / rate_hz = 20 ms). Baseline in the same run: a TwistStamped from one node of this process to another
 (DDS alone). Correctness first: the twists while commands flow are the scaled command.
@@ -73,7 +73,7 @@ def main() -> int:
             for _ in range(trials):
                 for _ in range(20):
                     cmd.publish(fill_step(JointState(), ExecutedStep(time.time_ns(), (0.5,) + (0.0,) * 6,
-                                                                     ControlSource.POLICY)))
+                                                                     ControlSource.HUMAN)))
                     last = time.monotonic()  # the last command's send time
                     time.sleep(1 / 50)
                 wait_for(lambda t=last: any(a > t and x == 0.0 for a, x in list(twists)), 2, what='a zero twist')

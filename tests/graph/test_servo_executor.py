@@ -2,7 +2,8 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """servo_executor against real subscribers over DDS: scaled and clamped twists in the named frame at its rate,
 zero for a hold, zero within one period of a command going stale and on SIGINT, the gripper on change, the
-robot's joint states republished, a START when the operator presses next, and shadow mode sending nothing."""
+robot's joint states republished, a START when the operator presses next, the policy held between episodes,
+and shadow mode sending nothing."""
 
 from __future__ import annotations
 
@@ -54,6 +55,16 @@ def test_commands_become_scaled_twists_and_stale_or_stopped_ones_zero(start_node
         assert all(vec(t) == (0,) * 6 for t in twists) and twists[0].header.frame_id == 'tool0'
 
         wait_for(lambda: cmd.get_subscription_count() > 0, 10, what='the executor on hapo/cmd')
+        for _ in range(5):  # no episode yet: the policy does not move the arm
+            send(cmd, (1.0,) * 7)
+            time.sleep(0.05)
+        assert all(vec(t) == (0,) * 6 for t in twists)
+        episode.publish(String(data=encode_event(EpisodeMessage(EpisodeEvent.ABORT, time.time_ns(), 'mux',
+                                                                {'reason': 'next'}))))
+        wait_for(lambda: any('"origin": "servo"' in m.data for m in starts), 5, what='a START from the executor')
+        start = json.loads(next(m.data for m in starts if '"origin": "servo"' in m.data))
+        assert start['event'] == 'start' and start['demo'] is True and start['task'] == 'real'
+        assert start['episode'] == 1
         moving = (0.5, -1.5, 0.0, 0.0, 0.2, 1.0)  # y beyond 1: clamped to the hard limit
         for _ in range(10):
             send(cmd, (*moving, 1.0))
@@ -69,8 +80,8 @@ def test_commands_become_scaled_twists_and_stale_or_stopped_ones_zero(start_node
         # stale: the zero comes within cmd_timeout + one period (20 ms) of the last command, plus transport
         for _ in range(5):
             send(cmd, (*moving, 1.0))
+            last = time.monotonic()
             time.sleep(0.05)
-        last = time.monotonic()
         wait_for(lambda: vec(twists[-1]) == (0,) * 6, 2, what='a zero twist after the commands stopped')
         first_zero = next(a for a, t in zip(arrivals, twists, strict=True) if a > last and vec(t) == (0,) * 6)
         assert first_zero - last <= 0.1 + 0.02 + 0.03, f'{first_zero - last:.3f} s to zero'
@@ -86,16 +97,19 @@ def test_commands_become_scaled_twists_and_stale_or_stopped_ones_zero(start_node
         arm.publish(JointState(name=['j1'], position=[0.3]))
         wait_for(lambda: any(list(j.name) == ['j1'] for j in joints), 5, what='robot/joint_states republished')
 
-        episode.publish(String(data=encode_event(EpisodeMessage(EpisodeEvent.ABORT, time.time_ns(), 'mux',
-                                                                {'reason': 'next'}))))
-        wait_for(lambda: any('"origin": "servo"' in m.data for m in starts), 5, what='a START from the executor')
-        start = json.loads(next(m.data for m in starts if '"origin": "servo"' in m.data))
-        assert start['event'] == 'start' and start['demo'] is True and start['task'] == 'real'
-        assert start['episode'] == 1 and to_ns(twists[-1].header.stamp) > 0
+        episode.publish(String(data=encode_event(EpisodeMessage(EpisodeEvent.SUCCESS, time.time_ns(), 'mux'))))
+        time.sleep(0.2)  # the episode is over: the policy's commands hold, the operator's still move
+        send(cmd, (*moving, -1.0))
+        time.sleep(0.1)
+        assert vec(twists[-1]) == (0,) * 6
+        send(cmd, (*moving, -1.0), ControlSource.HUMAN)
+        wait_for(lambda: vec(twists[-1]) != (0,) * 6, 2, what='the operator moving the arm between episodes')
+        assert to_ns(twists[-1].header.stamp) > 0 and sum('"origin": "servo"' in m.data for m in starts) == 1
 
-        for _ in range(5):
-            send(cmd, (*moving, 1.0))
+        for _ in range(5):  # the operator is moving the arm when the node is stopped
+            send(cmd, (*moving, 1.0), ControlSource.HUMAN)
             time.sleep(0.05)
+        assert vec(twists[-1]) != (0,) * 6
         assert node.stop() == 0
         time.sleep(0.3)
         assert vec(twists[-1]) == (0,) * 6, 'the last twist before exit must be a stop'

@@ -7,7 +7,8 @@
 
 Subscribed: ``hapo/cmd`` (the mux's executed commands), ``joint_states_in`` (the robot's joint states),
 ``hapo/episode``. Published: ``twist_topic`` (geometry_msgs/TwistStamped at ``rate_hz``: the newest command's
-twist while it is fresh, zero once it is older than ``cmd_timeout_s``, for a hold or stop, and on shutdown),
+twist while it is fresh, zero once it is older than ``cmd_timeout_s``, for a hold or stop, for the policy
+between episodes (the operator can still move the arm then), and on shutdown),
 the gripper command on change (``gripper_mode``), ``robot/joint_states`` (the robot's, republished: the
 observation clock of the graph), and a START on ``hapo/episode`` each time the operator presses next. Units and
 limits: ``hapo_teleop.servo``. ``shadow:=true`` sends nothing to the arm. MoveIt Servo must be started and set to
@@ -26,6 +27,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
 from hapo_interfaces import topics
+from hapo_interfaces.enums import ControlSource
 from hapo_interfaces.records import RecordError, decode_event, encode_event, read_step
 from hapo_interfaces.stamps import fill, to_ns
 from hapo_ros.main import NodeStartError, run_node
@@ -87,7 +89,10 @@ class ServoExecutor(Node):
             self.get_logger().warning(f'{topics.CMD}: {exc}; the arm holds', throttle_duration_sec=5.0)
             return
         self.stale_logged = False
-        grip = self.watchdog.command(to_servo(step.action, step.source, self.p), self.now_ns())
+        source = step.source
+        if source is ControlSource.POLICY and not self.episodes.open:
+            source = ControlSource.NONE  # between episodes only the operator moves the arm
+        grip = self.watchdog.command(to_servo(step.action, source, self.p), self.now_ns())
         if grip is not None and self.gripper_pub is not None and not self.p.shadow:
             self.gripper_pub.publish(self._gripper_msg(grip))
 
