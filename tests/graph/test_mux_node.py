@@ -37,6 +37,8 @@ def test_mux_node_end_to_end(ros_domain, start_node):
 
         joy.publish(Joy(axes=[0.0, 0.0], buttons=[0] * 11))  # too few axes for the default mapping
         wait_for(lambda: 'Joy has 2 axes, mapping needs 5' in mux.log(), 10, what='a warning on the short Joy')
+        policy.publish(fill_action(JointState(), time.time_ns(), [0.5, 0, 0], 'policy'))  # within the 5 s throttle
+        wait_for(lambda: 'action has 3 values' in mux.log(), 10, what='a second, different warning (own throttle)')
         assert mux.running()
 
         buttons = [0] * 11

@@ -143,6 +143,23 @@ def test_joy_with_too_few_axes_counts_as_absent():
     assert m.step(600 * MS, tick=True).mode is Mode.POLICY  # and goes stale: hand-back
 
 
+@pytest.mark.parametrize('lockstep', [False, True])
+def test_a_malformed_joy_while_driving_holds_without_handing_back(lockstep):
+    m = mux(lockstep=lockstep)
+    m.step(0, joy=joy(deadman=True, x=0.8), obs_stamp_ns=1)
+    assert m.step(10 * MS, tick=True, obs_stamp_ns=2).commands[-1].action[0] > 0.7  # driving
+    d = m.step(20 * MS, joy=joy(deadman=True, x=0.8, n_axes=2), obs_stamp_ns=3)
+    d2 = m.step(30 * MS, tick=True)
+    held = [c for c in d.commands + d2.commands]
+    assert held and all(c.source is S.NONE and c.action[:6] == (0.0,) * 6 for c in held)
+    assert d2.mode is Mode.HUMAN and E.INTERVENTION_END not in events(d) + events(d2)  # no hand-back
+    d = m.step(40 * MS, joy=joy(deadman=True, x=0.8), obs_stamp_ns=4)  # a good message: the human again
+    d = d if d.commands else m.step(50 * MS, tick=True)
+    assert sources(d) == [S.HUMAN]
+    m.step(60 * MS, joy=joy(deadman=True, n_axes=2))
+    assert m.step(600 * MS, tick=True).mode is Mode.POLICY  # the last good one went stale: hand-back
+
+
 def test_deadzone_and_scale():
     mp = JoyMapping(deadzone=0.2)
     j = joy(x=0.1, z=-0.6)

@@ -7,7 +7,8 @@ STOPPED (e-stop, latched until the reset button). Time is an argument (``now_ns`
 drive it exactly. Fail-safe rules (the failure modes reported for teleop_twist_joy/twist_mux):
 
 - every input is stale until its first message and after its timeout; a Joy message the
-  mapping cannot use counts as absent;
+  mapping cannot use counts as absent, and while the human drives it turns their commands into holds until a
+  usable one comes (the last good stick is not replayed; the deadman's timeout still hands back);
 - a hold command goes out on every hand-back, and on *every* tick while no valid source exists
   (not once: a lost message must not leave the robot moving);
 - hold = zero motion with the gripper kept at its last executed value (a zero gripper command
@@ -138,6 +139,7 @@ class MuxLogic:
         self.counts = {'policy_forwarded': 0, 'human_commands': 0, 'hold_commands': 0, 'estop_commands': 0,
                        'late_policy_actions': 0, 'bad_joy_messages': 0, 'interventions': 0}
         self.last_joy_error = ''
+        self.joy_bad = False  # the newest Joy was malformed: while driving, hold instead of replaying the last good
 
     def step(self, now_ns: int, policy: PolicyInput | None = None, joy: JoyInput | None = None,
              obs_stamp_ns: int | None = None, tick: bool = False) -> Decision:
@@ -170,9 +172,14 @@ class MuxLogic:
                 self.human_gripper = -self.human_gripper
             stamp = self.obs_stamp_ns if self.obs_stamp_ns is not None else now_ns
             if self._human_due(stamp, tick or entering):
-                action = (*self.mapping.motion(self.joy), self.human_gripper)
-                self._emit(out, Command(stamp, action, ControlSource.HUMAN))
-                self.counts['human_commands'] += 1
+                if self.joy_bad:  # still the human's turn (no hand-back mid-correction), but no stick to replay
+                    self._emit(out, Command(stamp, (0.0,) * (ACTION_DIM - 1) + (self.human_gripper,),
+                                            ControlSource.NONE))
+                    self.counts['hold_commands'] += 1
+                else:
+                    action = (*self.mapping.motion(self.joy), self.human_gripper)
+                    self._emit(out, Command(stamp, action, ControlSource.HUMAN))
+                    self.counts['human_commands'] += 1
         elif self._policy_fresh(now_ns):
             if self.policy.stamp_ns > self.acted_stamp_ns and self._operator_let(now_ns, self.policy.stamp_ns):
                 self._emit(out, Command(self.policy.stamp_ns, self.policy.action, ControlSource.POLICY))
@@ -210,8 +217,9 @@ class MuxLogic:
             self.mapping.check(joy)
         except JoyError as exc:
             self.counts['bad_joy_messages'] += 1
-            self.last_joy_error = str(exc)
+            self.last_joy_error, self.joy_bad = str(exc), True
             return set()
+        self.joy_bad = False
         prev = self.joy.buttons if self.joy is not None else ()
         pressed = {i for i, b in enumerate(joy.buttons) if b and not (i < len(prev) and prev[i])}
         self.joy, self.joy_recv_ns = joy, now_ns

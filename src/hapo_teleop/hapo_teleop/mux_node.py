@@ -68,7 +68,7 @@ class MuxNode(Node):
             action = read_action(msg)
         except RecordError as exc:
             self.bad_policy += 1
-            self.get_logger().warn(f'{topics.POLICY_ACTION}: {exc}', throttle_duration_sec=5.0)
+            self.get_logger().warning(f'{topics.POLICY_ACTION}: {exc}', throttle_duration_sec=5.0)
             return
         decision = self.logic.step(self.now_ns(), policy=PolicyInput(to_ns(msg.header.stamp), action))
         self.publish(decision)
@@ -79,8 +79,8 @@ class MuxNode(Node):
         bad = self.logic.counts['bad_joy_messages']
         self.publish(self.logic.step(self.now_ns(), joy=joy_input(msg.axes, msg.buttons, to_ns(msg.header.stamp))))
         if self.logic.counts['bad_joy_messages'] > bad:
-            self.get_logger().warn(f'{topics.JOY}: {self.logic.last_joy_error}; treated as absent',
-                                   throttle_duration_sec=5.0)
+            self.get_logger().warning(f'{topics.JOY}: {self.logic.last_joy_error}; the arm holds',
+                                      throttle_duration_sec=5.0)
 
     def on_joint_states(self, msg: JointState) -> None:
         # a new observation: a stamped Joy that already answers it goes out at once (lockstep)
