@@ -4,11 +4,12 @@
 
     .venv/bin/python bench/bench_servo.py [--trials 20] [--quick]
 
-A real subscriber (this process) takes the twists; a real publisher sends hapo/cmd (human commands: no episode
-needed) at 50 Hz (the mux's tick) for 0.4 s, then stops. Per trial: from the last command sent to the first zero twist received, less
-``cmd_timeout_s`` (0.1 s): the time the watchdog takes once the command is stale. Goal: within one executor
-period (1 / rate_hz = 20 ms). Baseline in the same run: a TwistStamped from one node of this process to another
-(DDS alone). Correctness first: the twists while commands flow are the scaled command.
+A real subscriber (this process) takes the twists; a real publisher sends hapo/cmd (human commands: no
+episode needed) at 50 Hz (the mux's tick) for 0.4 s, then stops. Per trial: from the last command sent to
+the first zero twist received, less ``cmd_timeout_s`` (0.1 s): the time the watchdog takes once the command
+is stale. Goal: within one executor period (1 / rate_hz = 20 ms). Baseline in the same run: a TwistStamped
+from one node of this process to another (DDS alone). Correctness first: the twists while commands flow are
+the scaled command.
 """
 
 from __future__ import annotations
