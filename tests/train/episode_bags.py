@@ -23,6 +23,7 @@ MS = 1_000_000
 CAMERA = 'agentview'
 DIMS = ('x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper')
 # An episode: 12 policy steps, a 5-step intervention, 4 policy steps, a hold (NONE), 3 policy steps.
+PROPOSAL = np.array([0.05, 0, 0, 0, 0, 0, -1.0])  # what the policy proposes at every step (+x, open)
 SOURCES = [1] * 12 + [2] * 5 + [1] * 4 + [0] + [1] * 3
 
 
@@ -64,6 +65,7 @@ def write_episode(root: Path, index: int, sources=SOURCES, seed: int = 0, size: 
             'topics': {'cmd': '/hapo/cmd', 'cameras': {CAMERA: f'/camera/{CAMERA}/image_raw'}}}
     w = EpisodeWriter(root, info, index=index)
     start = T0 + index * 10**12
+    last_human = max((j for j, x in enumerate(sources) if x == ControlSource.HUMAN), default=-1)  # no proposal
     path = w.open(start)
     w.write('/hapo/episode', STR, start, _string(encode_event(EpisodeMessage(EpisodeEvent.START, start, 'test'))))
     for i, src in enumerate(sources):
@@ -74,6 +76,8 @@ def write_episode(root: Path, index: int, sources=SOURCES, seed: int = 0, size: 
         joints = _joint_state(stamp, rng.normal(0, 1, 9), names=[f'j{j}' for j in range(9)])
         w.write('/robot/joint_states', JS, stamp, joints)
         action = np.zeros(7) if src == ControlSource.NONE else step_action(src, i, rng)
+        if src != ControlSource.NONE and i != last_human:
+            w.write('/hapo/policy/action', JS, stamp + 1, _joint_state(stamp, PROPOSAL, 'policy'))  # not the last
         w.write('/hapo/cmd', JS, stamp + 2, _joint_state(stamp, action, ControlSource(src).wire))
         w.add_step(stamp, src)
     if close:

@@ -49,7 +49,7 @@ def _cfg(method: str, steps: int, lr: float, **kw) -> TrainConfig:
     return TrainConfig().replace(**{**base, **kw})
 
 
-@pytest.mark.parametrize('method', ['hapo', 'kto', 'sirius', 'dagger', 'bc'])
+@pytest.mark.parametrize('method', ['hapo', 'kto', 'kto-pair', 'sirius', 'dagger', 'bc'])
 def test_three_steps_at_high_lr_change_every_trainable_parameter(recorded, tmp_path, method):
     policy = VlaPolicy.from_pretrained(recorded[1])
     ds = _dataset(recorded, policy, method)
@@ -84,6 +84,29 @@ def test_short_run_raises_corrections_relative_to_undesirable(recorded, tmp_path
     gain = (after[2] - after[0]) - (before[2] - before[0])
     assert gain > 1.0, f'{method}: correction - undesirable log-prob gap moved by {gain:.3f} ({before} -> {after})'
     assert after[0] < before[0]  # undesirable actions pushed down
+
+
+def test_corrections_pair_with_the_proposal_of_their_observation_and_kto_pair_separates_them(recorded, tmp_path):
+    from train.episode_bags import PROPOSAL
+
+    policy = VlaPolicy.from_pretrained(recorded[1])
+    ds = _dataset(recorded, policy, 'kto-pair')
+    paired = ds.paired()
+    assert ds.summary['paired_corrections'] == paired.sum() > 0 and ds.summary['unpaired_corrections'] > 0
+    np.testing.assert_allclose(ds.proposals[paired], np.tile(PROPOSAL, (paired.sum(), 1)), atol=1e-6)
+    assert np.isnan(ds.proposals[(ds.labels == 2) & ~paired]).all()  # the last correction of each bag has none
+
+    def gap():
+        idx = np.flatnonzero(paired)
+        with torch.no_grad():
+            batch = policy.encode_batch([ds.sample(i) for i in idx])
+            chosen = policy.action_logprobs(batch, torch.from_numpy(policy.tokenizer.encode(ds.actions[idx])))[0]
+            rejected = policy.action_logprobs(batch, torch.from_numpy(policy.tokenizer.encode(ds.proposals[idx])))[0]
+        return float((chosen.sum(1) - rejected.sum(1)).mean())
+
+    before = gap()
+    train(policy, ds, _cfg('kto-pair', 30, 3e-3), tmp_path / 'out', progress=False, log=lambda m: None)
+    assert gap() - before > 1.0, 'the correction did not gain on the proposal it replaced'
 
 
 def _cli(recorded, out, *extra):

@@ -14,7 +14,15 @@ from hapo_policy.normalization import ActionStats
 from hapo_policy.tokenizer import ActionTokenizer
 from hapo_trainer.algos import ALGOS, get_algo
 from hapo_trainer.config import LossConfig
-from hapo_trainer.loss import adaptive_weights, bc_loss, hapo_loss, kl_reference_point, reweight, sirius_weights
+from hapo_trainer.loss import (
+    adaptive_weights,
+    bc_loss,
+    hapo_loss,
+    kl_reference_point,
+    paired_loss,
+    reweight,
+    sirius_weights,
+)
 from hapo_trainer.steps import action_l1_normalized
 
 
@@ -182,10 +190,11 @@ def test_bc_loss_masks_and_weights():
 
 
 def test_registry():
-    assert set(ALGOS) == {'bc', 'dagger', 'sirius', 'kto', 'hapo', 'hapo-m1', 'hapo-c'}
+    assert set(ALGOS) == {'bc', 'dagger', 'sirius', 'kto', 'hapo', 'hapo-m1', 'hapo-c', 'kto-pair'}
     for algo in ALGOS.values():
         assert sum(algo.ratios.values()) == pytest.approx(1.0)
     assert get_algo('hapo').adaptive and not get_algo('kto').adaptive
+    assert get_algo('kto-pair').paired == 1.0 and not get_algo('kto').paired
     with pytest.raises(ValueError, match='unknown method'):
         get_algo('dpo')
 
@@ -214,3 +223,19 @@ def test_own_arms_change_only_the_lambdas():
     assert cm['lambda/policy'].item() == 1.0 and cm['lambda/undesirable'].item() == 1.0
     assert cm['lambda/correction'].item() == pytest.approx(pm['lambda/correction'].item())
     assert len({round(x.item(), 9) for x in (paper, mean1, plain)}) == 3
+
+
+def test_paired_loss_is_dpo_on_the_pairs_only_and_pushes_chosen_over_rejected():
+    chosen = torch.tensor([-3.0, -2.0, -1.0], requires_grad=True)
+    rejected = torch.tensor([-1.0, -2.0, -5.0], requires_grad=True)
+    ref_c, ref_r = torch.tensor([-3.0, -2.5, -1.0]), torch.tensor([-1.0, -2.0, -1.0])
+    paired = torch.tensor([True, True, False])
+    loss, m = paired_loss(chosen, ref_c, rejected, ref_r, paired, beta=0.1)
+    margins = torch.tensor([0.0, 0.5])  # (c - ref_c) - (r - ref_r) of the two pairs
+    torch.testing.assert_close(loss, -torch.nn.functional.logsigmoid(0.1 * margins).sum())
+    loss.backward()
+    assert (chosen.grad[:2] < 0).all() and (rejected.grad[:2] > 0).all()  # descent raises chosen, lowers rejected
+    assert chosen.grad[2] == 0 and rejected.grad[2] == 0  # not a pair
+    assert m['pairs/n'] == 2 and m['pairs/accuracy'] == 0.5
+    none, m = paired_loss(chosen, ref_c, rejected, ref_r, torch.zeros(3, dtype=torch.bool), beta=0.1)
+    assert none.item() == 0.0 and none.requires_grad and torch.isnan(m['pairs/margin'])

@@ -160,12 +160,14 @@ def _train(u: Unit, s: Store) -> dict[str, Any]:
 
 
 def diagnostics(path: Path) -> dict[str, Any]:
-    """Per-class r and lambda, z0 and the loss: their means over the run's log steps and their last values."""
+    """Per-class r and lambda, z0, the loss and the paired term's: their means over the run's log steps and their
+    last values."""
     rows = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
         rows[row['step']] = row  # a resumed run logs some steps again: the last wins
-    keys = sorted({k for r in rows.values() for k in r if k.split('/')[0] in ('r', 'lambda', 'kl', 'loss', 'batch')})
+    groups = ('r', 'lambda', 'kl', 'loss', 'batch', 'pairs')
+    keys = sorted({k for r in rows.values() for k in r if k.split('/')[0] in groups})
     mean = {}
     for k in keys:
         vals = [r[k] for r in rows.values() if r.get(k) is not None]

@@ -44,7 +44,7 @@ from hapo_recorder.relabel import relabel
 from hapo_trainer.algos import METHODS, get_algo
 from hapo_trainer.config import DataConfig
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the policy's proposal per sample
 
 
 class DatasetError(RuntimeError):
@@ -58,6 +58,7 @@ class PreferenceDataset:
     images: dict[str, np.ndarray]  # camera -> (N, H, W, 3) uint8
     proprio: np.ndarray  # (N, P) float32 (P = 0 when the policy takes none)
     actions: np.ndarray  # (N, 7) float32, executed actions in raw units
+    proposals: np.ndarray  # (N, 7) float32, the policy's proposal for the same observation (exact stamp); NaN: none
     labels: np.ndarray  # (N,) int8 Label values: 1 policy, 2 correction, 0 undesirable
     episode: np.ndarray  # (N,) int32 index into ``episodes``
     step: np.ndarray  # (N,) int32 step index inside its episode
@@ -76,6 +77,13 @@ class PreferenceDataset:
         return Observation({cam: arr[i] for cam, arr in self.images.items()}, self.instructions[self.instruction_id[i]],
                            proprio)
 
+    def paired(self) -> np.ndarray:
+        """(N,) bool: corrections whose observation has the policy's proposal (a chosen / rejected pair)."""
+        return (self.labels == Label.CORRECTION) & np.isfinite(self.proposals).all(axis=1)
+
+    def paired_corrections(self) -> int:
+        return int(np.count_nonzero(self.paired()))
+
     def class_counts(self) -> dict[str, int]:
         """Samples per class, keyed by ``Label.display`` in ``TRAINING_LABELS`` order (as in summary.json)."""
         return {c.display: int(np.count_nonzero(self.labels == c)) for c in TRAINING_LABELS}
@@ -85,7 +93,8 @@ class PreferenceDataset:
         """Write the cache directory atomically (``checkpoint.atomic_dir``); safetensors + JSON only."""
         with atomic_dir(path) as tmp:
             arrays = {f'images/{cam}': np.ascontiguousarray(a) for cam, a in self.images.items()}
-            arrays.update(proprio=self.proprio, actions=self.actions, labels=self.labels, episode=self.episode,
+            arrays.update(proprio=self.proprio, actions=self.actions, proposals=self.proposals, labels=self.labels,
+                          episode=self.episode,
                           step=self.step, instruction_id=self.instruction_id)
             save_file(arrays, str(tmp / 'arrays.safetensors'))
             meta = {'cache_version': CACHE_VERSION, 'instructions': self.instructions, 'episodes': self.episodes,
@@ -103,10 +112,13 @@ class PreferenceDataset:
             arrays = load_file(str(path / 'arrays.safetensors'))
         except (OSError, ValueError) as exc:
             raise DatasetError(f'dataset cache {path} unreadable ({exc}); delete it to rebuild') from None
-        if meta.get('cache_version') != CACHE_VERSION:
+        if meta.get('cache_version') not in (1, CACHE_VERSION):
             raise DatasetError(f'dataset cache {path} has version {meta.get("cache_version")}, need {CACHE_VERSION}')
+        if 'proposals' not in arrays:  # version 1 kept no proposals: none known (build_dataset keys by version)
+            arrays['proposals'] = np.full(arrays['actions'].shape, np.nan, np.float32)
         return cls(images={cam: arrays[f'images/{cam}'] for cam in meta['cameras']}, proprio=arrays['proprio'],
-                   actions=arrays['actions'], labels=arrays['labels'], episode=arrays['episode'],
+                   actions=arrays['actions'], proposals=arrays['proposals'], labels=arrays['labels'],
+                   episode=arrays['episode'],
                    step=arrays['step'], instruction_id=arrays['instruction_id'], instructions=meta['instructions'],
                    episodes=meta['episodes'], summary=summary, path=path)
 
@@ -229,7 +241,9 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
     drops: dict[str, int] = {}
     skipped: list[dict[str, str]] = []
     images: dict[str, list[np.ndarray]] = {cam: [] for cam in spec.cameras}
-    cols: dict[str, list] = {'proprio': [], 'actions': [], 'labels': [], 'episode': [], 'step': [], 'instr': []}
+    cols: dict[str, list] = {'proprio': [], 'actions': [], 'proposals': [], 'labels': [], 'episode': [], 'step': [],
+                             'instr': []}
+    nan7 = np.full(7, np.nan, np.float32)
     instructions: list[str] = []
     episodes: list[str] = []
     relabelled_steps = human_steps = 0
@@ -253,11 +267,13 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
             instructions.append(ep.instruction)
         ei = len(episodes)
         episodes.append(str(path))
+        proposal = {int(t): ep.proposals[k] for k, t in enumerate(ep.proposal_stamps_ns.tolist())}
         for i, frames, js in rows['keep']:
             for cam in spec.cameras:
                 images[cam].append(ep.images[cam][frames[cam]])
             cols['proprio'].append(ep.joint_states[js][:spec.proprio_dim] if js is not None else np.zeros(0))
             cols['actions'].append(ep.actions[i])
+            cols['proposals'].append(proposal.get(int(ep.step_stamps_ns[i]), nan7))
             cols['labels'].append(rows['labels'][i])
             cols['episode'].append(ei)
             cols['step'].append(i)
@@ -274,6 +290,7 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
         images=stacked,
         proprio=np.asarray(cols['proprio'], dtype=np.float32).reshape(n, spec.proprio_dim),  # (N, P)
         actions=np.asarray(cols['actions'], dtype=np.float32).reshape(n, 7),  # (N, 7)
+        proposals=np.asarray(cols['proposals'], dtype=np.float32).reshape(n, 7),  # (N, 7)
         labels=np.asarray(cols['labels'], dtype=np.int8),  # (N,)
         episode=np.asarray(cols['episode'], dtype=np.int32), step=np.asarray(cols['step'], dtype=np.int32),
         instruction_id=np.asarray(cols['instr'], dtype=np.int32), instructions=instructions, episodes=episodes)
@@ -284,6 +301,8 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
         'episodes_used': len(episodes), 'skipped_bags': skipped, 'relabelled_undesirable_steps': relabelled_steps,
         'intervention_ratio': (counts['correction'] / n_policy_or_human) if n_policy_or_human else 0.0,
         'human_steps_in_bags': human_steps, 'options': spec.options(),
+        'paired_corrections': ds.paired_corrections(),
+        'unpaired_corrections': counts['correction'] - ds.paired_corrections(),
     }
     return ds
 

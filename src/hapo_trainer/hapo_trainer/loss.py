@@ -171,6 +171,29 @@ def hapo_loss(policy_logps: Tensor, reference_logps: Tensor, policy_kl_logps: Te
     return loss, metrics
 
 
+def paired_loss(policy_chosen: Tensor, reference_chosen: Tensor, policy_rejected: Tensor, reference_rejected: Tensor,
+                paired: Tensor, beta: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """DPO on the corrections that come with the policy's own proposal, summed over the pairs.
+
+    DPO (arXiv 2305.18290, Eq. 7): -log sigma(beta [(log pi(a_w|o) - log pi_ref(a_w|o)) - (log pi(a_l|o) -
+    log pi_ref(a_l|o))]) with a_w the human's correction and a_l what the policy proposed for the same
+    observation (the recorder keeps both: paired by exact stamp). The paper holds that such pairs cannot be
+    collected in robotics; here every correction with a proposal is one. ``paired`` (B,) bool selects them; a
+    batch without pairs gives an exact zero that keeps the graph.
+
+    Args: (B,) log-probs summed over the action tokens; the policy's carry gradient, the reference's do not.
+    """
+    margin = (policy_chosen - reference_chosen.detach()) - (policy_rejected - reference_rejected.detach())  # (B,)
+    term = -torch.nn.functional.logsigmoid(beta * margin)  # (B,)
+    paired = paired.to(term.device)
+    loss = torch.where(paired, term, torch.zeros_like(term)).sum()
+    with torch.no_grad():
+        metrics = {'pairs/n': paired.sum().to(term.dtype), 'pairs/margin': _masked_mean(beta * margin.detach(), paired),
+                   'pairs/accuracy': _masked_mean((margin.detach() > 0).to(term.dtype), paired),
+                   'pairs/loss': loss.detach()}
+    return loss, metrics
+
+
 def per_class_metrics(logratio: Tensor, lam: Tensor, labels: Tensor) -> dict[str, Tensor]:
     """Mean r and lambda per label class (DESIGN asks for both per class), plus class counts.
 

@@ -29,7 +29,7 @@ from hapo_trainer.algos import Algo
 from hapo_trainer.augment import random_shift
 from hapo_trainer.config import LossConfig, TrainConfig
 from hapo_trainer.dataset import PreferenceDataset
-from hapo_trainer.loss import bc_loss, hapo_loss, sirius_weights
+from hapo_trainer.loss import bc_loss, hapo_loss, paired_loss, sirius_weights
 from hapo_trainer.sampler import epoch_batches
 
 _SHIFT_STREAM = 104_729  # separates the augmentation's seeds from the sampler's
@@ -52,6 +52,14 @@ class TrainTensors:
         self.tokens = torch.from_numpy(policy.tokenizer.encode(ds.actions)).to(device)  # (N, A) long
         self.actions = torch.from_numpy(ds.actions).to(device)  # (N, A) float32
         self.labels = torch.from_numpy(ds.labels.astype(np.int64)).to(device)  # (N,)
+        proposals = np.where(np.isfinite(ds.proposals), ds.proposals, ds.actions)  # (N, A): none -> the action
+        self.proposal_tokens = torch.from_numpy(policy.tokenizer.encode(proposals)).to(device)  # (N, A) long
+        self.paired = torch.from_numpy(ds.paired()).to(device) & (self.proposal_tokens != self.tokens).any(1)  # (N,)
+
+    def targets(self, acts: list[int]) -> Tensor:
+        """(C, A) action tokens of pair partners: ``a >= 0`` the recorded action of sample a, ``a < 0`` the policy's
+        proposal of sample ``-1 - a``."""
+        return torch.stack([self.tokens[a] if a >= 0 else self.proposal_tokens[-1 - a] for a in acts])
 
 
 class ReferenceCache:
@@ -69,10 +77,9 @@ class ReferenceCache:
         for s in range(0, len(todo), self.chunk):
             part = todo[s:s + self.chunk]
             obs = [o for o, _ in part]
-            acts = torch.tensor([a for _, a in part], device=self.data.tokens.device)
             with torch.no_grad():
                 batch = self.policy.encode_batch([self.data.ds.sample(o) for o in obs])
-                lp, am = self.ref_forward(batch, self.data.tokens[acts])  # (C, A), (C, A)
+                lp, am = self.ref_forward(batch, self.data.targets([a for _, a in part]))  # (C, A), (C, A)
             for k, (pair, value) in enumerate(zip(part, lp.sum(1).tolist(), strict=True)):
                 self.logps[pair] = value
                 if pair[0] == pair[1]:
@@ -85,13 +92,16 @@ class ReferenceCache:
                             dtype=torch.float32, device=self.data.tokens.device)
 
     @staticmethod
-    def pairs_for(batches: Iterable[list[int]], algo: Algo) -> list[tuple[int, int]]:
-        """Pairs a list of micro-batches needs: matched always (metrics), KL pairs for preference losses."""
+    def pairs_for(batches: Iterable[list[int]], algo: Algo, paired: Tensor | None = None) -> list[tuple[int, int]]:
+        """Pairs a list of micro-batches needs: matched always (metrics), KL pairs for preference losses, and
+        (``algo.paired``) each paired correction with its proposal, ``(i, -1 - i)``."""
         out = []
         for idx in batches:
             out.extend((i, i) for i in idx)
             if algo.loss == 'preference':
                 out.extend(zip(idx, kl_partners(idx), strict=True))
+            if algo.paired and paired is not None:
+                out.extend((i, -1 - i) for i in idx if paired[i])
         return out
 
 
@@ -122,7 +132,7 @@ class MicroBatches:
         epoch, pos = divmod(m, self.epoch_len)
         if self._cached is None or self._cached[0] != epoch:
             self._cached = (epoch, self._epoch(epoch))
-            self.ref.ensure(ReferenceCache.pairs_for(self._cached[1], self.algo))
+            self.ref.ensure(ReferenceCache.pairs_for(self._cached[1], self.algo, self.data.paired.tolist()))
         idx = self._cached[1][pos]
         samples = [self.data.ds.sample(i) for i in idx]
         if self.shift_px:
@@ -177,6 +187,15 @@ def micro_batch_loss(module: Callable[..., Tensor], raw_model: torch.nn.Module, 
         # r sums the A action tokens (logps.sum(1)); the reference also counts the stop token: see loss.py.
         loss, metrics = hapo_loss(logps.sum(1), ref.get(idx, idx), kl_logps, ref.get(idx, partners), l1, labels > 0,
                                   cfg, adaptive=algo.adaptive, labels=labels, weighting=algo.weighting)
+        if algo.paired:
+            paired = data.paired[ix]  # (B,)
+            rejected = [-1 - i if p else i for i, p in zip(idx, paired.tolist(), strict=True)]  # unpaired: masked
+            with autocast():
+                prop_logps = action_logprobs(module, first_id, batch, data.targets(rejected))[0].sum(1)  # (B,)
+            pair_loss, pair_metrics = paired_loss(logps.sum(1), ref.get(idx, idx), prop_logps, ref.get(idx, rejected),
+                                                  paired, cfg.beta)
+            loss = loss + algo.paired * pair_loss
+            metrics.update(pair_metrics)
     else:
         weights = sirius_weights(labels, algo.class_weights) if algo.class_weights else None
         mask = labels >= 0 if algo.class_weights else labels > 0  # Sirius: weights decide; BC: desirable only
