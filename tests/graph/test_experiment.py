@@ -17,7 +17,8 @@ from hapo_bringup.graph import config_dir
 from hapo_policy.checkpoint import policy_id, weights_files
 
 PROTOCOL = {
-    'tasks': {'lift': {'base': 'policies/lift_base', 'original': 'lift', 'disruptions': ['lift_far'], 'demos': 0}},
+    # retention is measured on the disruption itself here: one evaluation per checkpoint keeps the test short
+    'tasks': {'lift': {'base': 'policies/lift_base', 'original': 'lift_far', 'disruptions': ['lift_far'], 'demos': 0}},
     'round': {'episodes': 2, 'overrides': ['horizon:=25', 'stall_steps:=5']},
     'train': {'lr': 5.0e-4, 'steps': 3},
     'arms': {'kto': {'method': 'kto'}},
@@ -34,7 +35,7 @@ def test_the_protocol_runs_caches_every_unit_resumes_and_reports(tmp_path, capsy
     argv = ['--config', str(cfg_path), '--out', str(out), '--graphs', '1']
     assert experiment([*argv, '--workers', '2']) == 0
     p = plan(load(cfg_path), lambda name: policy_id(weights_files(config_dir() / name)))
-    assert len(p.units) == 11  # base, its 2 evals, 2 rounds, 2 trainings with 2 evals each (round 1 is shared)
+    assert len(p.units) == 8  # base, 2 rounds, 2 trainings, an evaluation of each of the 3 (round 1 is shared)
     stored = {u.key: json.loads((out / 'units' / u.stage / f'{u.key}.json').read_text()) for u in p.units}
     body = json.loads((out / 'results.json').read_text())
     assert body['complete'] and body['winner']['arm'] == 'kto' and set(body['units']) == set(stored)
@@ -53,7 +54,7 @@ def test_the_protocol_runs_caches_every_unit_resumes_and_reports(tmp_path, capsy
     assert '| lift/lift_far |' in capsys.readouterr().out
 
     assert experiment(argv) == 0
-    assert '0 units run, 11 in the protocol' in capsys.readouterr().err
+    assert '0 units run, 8 in the protocol' in capsys.readouterr().err
 
     last = chain[1]
     (out / 'units' / 'eval' / f'{last["eval"].key}.json').unlink()
@@ -78,11 +79,11 @@ def test_the_protocol_runs_caches_every_unit_resumes_and_reports(tmp_path, capsy
     shutil.rmtree(out / 'work' / 'round' / chain[0]['round'].key / 'bags')
     assert experiment(['--config', str(more), '--out', str(out)]) == 1
     err = capsys.readouterr().err
-    assert '0 units run, 14 in the protocol, 3 failed or blocked:' in err
+    assert '0 units run, 10 in the protocol, 2 failed or blocked:' in err
     assert 'train[lift lift_far sirius 0]' in err and 'optimize failed' in err
-    assert err.count('not run, train[lift lift_far sirius 0] failed') == 2
+    assert err.count('not run, train[lift lift_far sirius 0] failed') == 1
     body = json.loads((out / 'results.json').read_text())
-    assert not body['complete'] and body['winner'] is None and len(body['missing']) == 3
+    assert not body['complete'] and body['winner'] is None and len(body['missing']) == 2
 
     broken = tmp_path / 'broken.yaml'
     broken.write_text(yaml.safe_dump({**PROTOCOL, 'arms': {'kto': {}}}))
