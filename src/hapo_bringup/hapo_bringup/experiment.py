@@ -362,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--only', default=None, metavar='STAGE,...', help='run only these stages (demos, base, round, '
                     'train, eval); results.json still covers everything stored')
     ap.add_argument('--dry-run', action='store_true', help='list the units to run and exit')
+    ap.add_argument('--results-only', action='store_true', help='run nothing: write results.json, the plot and the '
+                    'report from the outcomes stored so far')
     args = ap.parse_args(argv)
     from hapo_policy.checkpoint import policy_id, weights_files
 
@@ -379,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f'{u.key} {u.label}')
         return 0
     os.environ.setdefault('MUJOCO_GL', 'egl')
+    code = 0
     try:
-        n, failures = run(p, s, args.workers, only)
+        n, failures = run(p, s, args.workers, only) if not args.results_only else (0, [])
         print(f'hapo experiment: {n} units run, {len(p.units)} in the protocol'
               + (f', {len(failures)} failed or blocked:' if failures else ''), file=sys.stderr)
         for line in failures:
