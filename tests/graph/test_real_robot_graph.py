@@ -24,7 +24,7 @@ from hapo_bringup.runner import GraphRunner
 from hapo_interfaces import topics
 from hapo_interfaces.enums import ControlSource
 from hapo_policy.init_checkpoint import main as init_checkpoint
-from hapo_recorder.bag_reader import list_episodes, read_episode
+from hapo_recorder.bag_reader import list_episodes, read_episode, read_metadata
 from hapo_teleop.joy_mapping import JoyMapping
 
 pytestmark = pytest.mark.graph
@@ -85,9 +85,9 @@ def test_a_real_arm_episode_from_camera_to_twists_to_bag(ros_domain, tmp_path):
             press['success'] = PAD.success_button
             time.sleep(0.3)
             press.pop('success')
-            wait_for(lambda: list_episodes([tmp_path / 'episodes']) and read_episode(
-                list_episodes([tmp_path / 'episodes'])[0]).metadata.get('outcome') == 'success', 20,
-                what=f'the episode closed as a success\n{out.getvalue()}')
+            bags = lambda: list_episodes([tmp_path / 'episodes'])  # noqa: E731
+            wait_for(lambda: bags() and (read_metadata(bags()[0]) or {}).get('outcome') == 'success', 30,
+                     what=f'the episode closed as a success\n{out.getvalue()}')  # metadata: written at close
         finally:
             stop.set()
             codes = runner.stop()
