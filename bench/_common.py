@@ -35,3 +35,26 @@ def pct_ms(samples_s) -> dict[str, float]:
 
 def report(result: dict) -> None:
     print(json.dumps(result, indent=2, sort_keys=True), flush=True)
+
+
+def hop(probe, msg_type, make, n: int, period_s: float, qos=10) -> list[float]:
+    """Baseline: publish ``n`` messages ``make(stamp_ns)`` and time their arrival (now - header stamp) at a
+    second node of the same process: what DDS alone costs."""
+    import time
+
+    from helpers import wait_for
+
+    from hapo_interfaces.stamps import to_ns
+
+    lat: list[float] = []
+    sub = probe.node.create_subscription(msg_type, 'bench/hop', lambda m: lat.append(
+        (time.time_ns() - to_ns(m.header.stamp)) / 1e9), qos)
+    pub = probe.node.create_publisher(msg_type, 'bench/hop', qos)
+    wait_for(lambda: pub.get_subscription_count() > 0, 10, what='hop subscriber')
+    for _ in range(n):
+        pub.publish(make(time.time_ns()))
+        time.sleep(period_s)
+    time.sleep(0.2)
+    probe.node.destroy_subscription(sub)
+    probe.node.destroy_publisher(pub)
+    return lat

@@ -20,7 +20,7 @@ import sys
 import time
 
 import numpy as np
-from _common import isolate, pct_ms, report
+from _common import hop, isolate, pct_ms, report
 from helpers import RosProbe, wait_for
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -35,21 +35,9 @@ from hapo_interfaces.stamps import to_ns
 
 
 def image_hop(probe: RosProbe, size: int, n: int = 200, width: int | None = None) -> list[float]:
-    """Baseline: publish n images (size x size, or size x width) and time their arrival at a second node of the
-    same process."""
-    lat: list[float] = []
-    sub = probe.node.create_subscription(Image, 'bench/image', lambda m: lat.append(
-        (time.time_ns() - to_ns(m.header.stamp)) / 1e9), qos_profile_sensor_data)
-    pub = probe.node.create_publisher(Image, 'bench/image', qos_profile_sensor_data)
-    wait_for(lambda: pub.get_subscription_count() > 0, 10, what='image hop subscriber')
+    """Baseline: n images (size x size, or size x width) from one node of this process to another."""
     img = np.random.default_rng(0).integers(0, 255, (size, width or size, 3), dtype=np.uint8)
-    for _ in range(n):
-        pub.publish(fill_image(Image(), img, time.time_ns()))
-        time.sleep(0.01)
-    time.sleep(0.2)
-    probe.node.destroy_subscription(sub)
-    probe.node.destroy_publisher(pub)
-    return lat
+    return hop(probe, Image, lambda stamp: fill_image(Image(), img, stamp), n, 0.01, qos_profile_sensor_data)
 
 
 def main() -> int:

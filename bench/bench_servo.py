@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import isolate, pct_ms, report
+from _common import hop, isolate, pct_ms, report
 from geometry_msgs.msg import TwistStamped
 from helpers import NodeProcess, RosProbe, wait_for
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -29,26 +29,17 @@ from sensor_msgs.msg import JointState
 from hapo_interfaces import topics
 from hapo_interfaces.enums import ControlSource
 from hapo_interfaces.records import ExecutedStep, fill_step
-from hapo_interfaces.stamps import fill, to_ns
+from hapo_interfaces.stamps import fill
 
 RATE_HZ, TIMEOUT_S, MAX_LIN = 50.0, 0.1, 0.1
 
 
 def twist_hop(probe: RosProbe, n: int = 200) -> list[float]:
-    lat: list[float] = []
-    sub = probe.node.create_subscription(TwistStamped, 'bench/twist', lambda m: lat.append(
-        (time.time_ns() - to_ns(m.header.stamp)) / 1e9), 10)
-    pub = probe.node.create_publisher(TwistStamped, 'bench/twist', 10)
-    wait_for(lambda: pub.get_subscription_count() > 0, 10, what='twist hop subscriber')
-    for _ in range(n):
+    def make(stamp: int) -> TwistStamped:
         msg = TwistStamped()
-        fill(msg.header.stamp, time.time_ns())
-        pub.publish(msg)
-        time.sleep(0.005)
-    time.sleep(0.2)
-    probe.node.destroy_subscription(sub)
-    probe.node.destroy_publisher(pub)
-    return lat
+        fill(msg.header.stamp, stamp)
+        return msg
+    return hop(probe, TwistStamped, make, n, 0.005)
 
 
 def main() -> int:
