@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from helpers import RosProbe, wait_for
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 
 from hapo_interfaces import topics
 from hapo_interfaces.images import fill_image
@@ -37,11 +37,13 @@ class Probe(RosProbe):
         self.lock = threading.Lock()
         self.actions: list[JointState] = []
         self.entropies: list[JointState] = []
+        self.uncertain: list[bool] = []
         self.diagnostics: list[dict[str, str]] = []
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         n = self.node
         n.create_subscription(JointState, topics.POLICY_ACTION, lambda m: self._add(self.actions, m), reliable)
         n.create_subscription(JointState, topics.POLICY_ENTROPY, lambda m: self._add(self.entropies, m), reliable)
+        n.create_subscription(Bool, topics.POLICY_UNCERTAIN, lambda m: self._add(self.uncertain, m.data), 10)
         n.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, 10)
         self.image = n.create_publisher(Image, topics.camera_topic('agentview'), 10)
         self.joints = n.create_publisher(JointState, topics.JOINT_STATES, 10)
@@ -103,9 +105,12 @@ def _send_until(probe: Probe, cond, timeout_s: float, what: str, encoding: str =
 
 
 def test_actions_carry_the_image_stamp(start_node, probe, checkpoint):
-    node = start_node(NODE, params={**PARAMS, 'checkpoint': str(checkpoint)})
+    # a threshold every peak of the tiny model's entropy exceeds (hysteresis 0): the flag is up on every step
+    node = start_node(NODE, params={**PARAMS, 'checkpoint': str(checkpoint), 'uncertain_threshold': 0.01,
+                                    'uncertain_hysteresis': 0.0})
     probe.instruction.publish(String(data='lift the cube'))
-    _send_until(probe, lambda: len(probe.actions) >= 3 and len(probe.entropies) >= 3, START_S, 'three actions')
+    _send_until(probe, lambda: len(probe.actions) >= 3 and len(probe.entropies) >= 3 and len(probe.uncertain) >= 3,
+                START_S, 'three actions')
     action_stamps, entropy_stamps = probe.stamps(probe.actions), probe.stamps(probe.entropies)
     assert set(action_stamps) <= set(probe.sent)  # every action answers a frame we sent, stamped with it
     assert set(action_stamps) & set(entropy_stamps)  # entropy carries the same stamp as its action
@@ -118,6 +123,7 @@ def test_actions_carry_the_image_stamp(start_node, probe, checkpoint):
     diag = probe.diagnostics[-1]
     assert int(diag['frames_received']) >= 3 and float(diag['latency_p50_ms']) > 0
     assert diag['checkpoint'] == str(checkpoint) and len(diag['policy_id']) == 16
+    assert all(probe.uncertain) and int(diag['uncertain_steps']) >= 3  # hapo/policy/uncertain: the flag per step
     node.signal(signal.SIGTERM)
     assert node.wait(timeout_s=15) == 0, node.log()
 

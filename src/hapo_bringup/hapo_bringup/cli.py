@@ -40,6 +40,8 @@ VERBS = {
     'loop': ('hapo_bringup.loop', 'deployment rounds chained, each deploying the previous round\'s policy'),
     'experiment': ('hapo_bringup.experiment', 'the protocol of config/experiment.yaml: every arm against the base on '
                                              'paired seeds, cached and resumable; `report` for the README'),
+    'uncertainty': ('hapo_bringup.uncertainty_report', "how often and how early the policy's uncertainty flag "
+                                                       'precedes the operator\'s takeovers (from bags)'),
     'compare': ('hapo_trainer.compare', 'paired comparison of two evaluate-sim results (exact McNemar)'),
     'import-stats': ('hapo_policy.import_stats', "an OpenVLA checkpoint's norm_stats[unnorm_key] -> action_stats.json"),
 }

@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--config', type=Path, default=None, help='deploy parameter YAML (default: config/deploy.yaml)')
     ap.add_argument('--stall-s', type=float, default=120.0, help='give up when no graph executes a step for this long')
     ap.add_argument('--out', type=Path, default=None, help='write the result JSON here (default: stdout only)')
+    ap.add_argument('--record', type=Path, default=None, metavar='DIR',
+                    help='also record every episode as a bag in DIR (the recorder of each graph), e.g. for '
+                         'hapo uncertainty or hapo bag-info --plot')
     args = ap.parse_args(argv)
     args.overrides = [f'scenario:={args.scenario}'] * (args.scenario is not None) + args.overrides
     if not args.policy.is_dir():
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         graph_overrides(args.policy, args.overrides, args.config or config_dir() / 'deploy.yaml', args.operator)
         with tqdm(total=len(args.seeds), desc='evaluate-sim', unit='episode') as bar:
             result = evaluate_sim(args.policy, args.seeds, args.overrides, args.workers, args.config,
-                                  args.stall_s, bar.update, args.operator)
+                                  args.stall_s, bar.update, args.operator, args.record)
     except (ParamError, EvaluationError) as exc:
         print(f'hapo evaluate-sim: {exc}', file=sys.stderr)
         return 2

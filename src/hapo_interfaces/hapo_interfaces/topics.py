@@ -19,6 +19,7 @@ OBJECT_STATE = 'robot/object_state'  # sensor_msgs/JointState, privileged sim st
 INSTRUCTION = 'hapo/instruction'  # std_msgs/String, transient local
 POLICY_ACTION = 'hapo/policy/action'  # sensor_msgs/JointState, stamp = image stamp
 POLICY_ENTROPY = 'hapo/policy/entropy'  # sensor_msgs/JointState, nats per action dim
+POLICY_UNCERTAIN = 'hapo/policy/uncertain'  # std_msgs/Bool: max action-token entropy over the threshold (hysteresis)
 POLICY_ID = 'hapo/policy/id'  # std_msgs/String, transient local: hash of the running weights (provenance)
 JOY = 'joy'  # sensor_msgs/Joy
 CMD = 'hapo/cmd'  # sensor_msgs/JointState: the executed-step record (see records.py)

@@ -5,7 +5,8 @@
     python -m hapo_policy.policy_node --ros-args -p checkpoint:=ckpt/base
 
 camera/<name>/image_raw -> LatestFrames (callbacks only store) -> inference thread -> action + entropy,
-both stamped with the image stamp. Frames arriving during inference replace the pending one (counted).
+both stamped with the image stamp, and hapo/policy/uncertain (uncertainty.py: the entropy flag with
+hysteresis, published with every step). Frames arriving during inference replace the pending one (counted).
 robot/joint_states -> JointsByStamp: the frame's own joint state, else the latest (frames.py has the rule).
 """
 
@@ -20,7 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 
 from hapo_interfaces import topics
 from hapo_interfaces.images import ImageError, to_array
@@ -33,6 +34,7 @@ from hapo_policy.frames import JointsByStamp, LatestFrames
 from hapo_policy.model import VlaPolicy
 from hapo_policy.policy_params import PolicyParams
 from hapo_policy.tiny import TinyVlaConfig
+from hapo_policy.uncertainty import UncertaintyFlag
 from hapo_ros.diagnostics import OK, WARN, diagnostic_array, diagnostic_status
 from hapo_ros.main import NodeStartError, run_node
 from hapo_ros.parameters import declare
@@ -67,6 +69,11 @@ class PolicyNode(Node):
         self.joints = JointsByStamp(self.p.match_stamps)
         self.bad_frames = self.no_proprio = self.inferences = 0
         self.latency = LatencyWindow()
+        if self.p.uncertain_hysteresis >= self.p.uncertain_threshold:
+            raise ParamError(f'parameter uncertain_hysteresis={self.p.uncertain_hysteresis} must be below '
+                             f'uncertain_threshold={self.p.uncertain_threshold}')
+        self.uncertain = UncertaintyFlag(self.p.uncertain_threshold, self.p.uncertain_hysteresis)
+        self.uncertain_steps = 0
         for cam, name in zip(cams, names, strict=True):
             topic = topics.camera_topic(name)
             self.create_subscription(Image, topic, lambda m, c=cam, t=topic: self._on_image(c, t, m),
@@ -78,6 +85,7 @@ class PolicyNode(Node):
         self.pub_id.publish(String(data=self.policy.policy_id))
         self.pub_action = self.create_publisher(JointState, topics.POLICY_ACTION, COMMAND)
         self.pub_entropy = self.create_publisher(JointState, topics.POLICY_ENTROPY, COMMAND)
+        self.pub_uncertain = self.create_publisher(Bool, topics.POLICY_UNCERTAIN, 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._infer_loop, name='inference', daemon=True)
@@ -122,12 +130,16 @@ class PolicyNode(Node):
             self.inferences += 1
             self.pub_action.publish(fill_action(JointState(), frame.stamp_ns, pred.action, 'policy'))
             self.pub_entropy.publish(fill_action(JointState(), frame.stamp_ns, pred.entropy, 'policy'))
+            raised = self.uncertain.update(pred.entropy)
+            self.uncertain_steps += raised
+            self.pub_uncertain.publish(Bool(data=raised))
 
     def _publish_diagnostics(self) -> None:
         values = {**{f'latency_{k}': v for k, v in self.latency.summary_ms().items()},
                   'inferences': self.inferences, 'frames_received': self.frames.received,
                   'frames_skipped': self.frames.skipped, 'bad_frames': self.bad_frames,
                   'frames_without_proprio': self.no_proprio, 'proprio_unmatched': self.joints.unmatched,
+                  'uncertain_steps': self.uncertain_steps,
                   'policy_id': self.policy.policy_id, 'checkpoint': self.policy.source or 'UNTRAINED'}
         trained = bool(self.policy.source)
         status = diagnostic_status(f'{self.get_name()}: inference', self.policy.policy_id, values,
