@@ -159,7 +159,9 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
     by_reason = Counter()
     for e in episodes:
         by_reason.update(e['human_steps_by_reason'])
-    ids = {w.policy_id[-1] for w in running if w.policy_id}
+    # What the policy nodes announced (latched); a loaded machine may end a short run before the listener hears it:
+    # then the checkpoint's own id, which is what the node computes from the same files.
+    ids = {w.policy_id[-1] for w in running if w.policy_id} or {_checkpoint_id(policy)}
     return {'policy': str(policy), 'policy_id': ids.pop() if len(ids) == 1 else sorted(ids),
             'scenario': next((o.split(':=', 1)[1] for o in overrides if o.startswith('scenario:=')), None),
             'seeds': [seeds.start, seeds.stop], 'seed_uses': seed_uses.uses_of(seeds), 'episodes': episodes,
@@ -170,6 +172,15 @@ def evaluate_sim(policy: Path, seeds: range, overrides: Sequence[str] = (), work
             'steps_per_s': round(steps / elapsed, 2),
             'episodes_per_min': round(60 * len(episodes) / elapsed, 2),
             **({'interrupted': True} if interrupted else {})}
+
+
+def _checkpoint_id(policy: Path) -> str | None:
+    from hapo_policy.checkpoint import CheckpointError, policy_id, weights_files
+
+    try:
+        return policy_id(weights_files(Path(policy)))
+    except (CheckpointError, OSError):
+        return None
 
 
 def _wait_closed(out: Path, n: int, timeout_s: float) -> None:
