@@ -40,7 +40,10 @@ from hapo_ros.main import NodeStartError, run_node
 from hapo_ros.parameters import declare
 from hapo_ros.qos import LATCHED
 
-COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # the mux wants the newest action only
+# Reliable with a history of 100: a reader that falls behind for a few seconds (the recorder on a loaded machine) is
+# resent every proposal instead of only the newest (seen: 119 steps of a CI run recorded without one); each reader's
+# own depth decides what it keeps (the mux matches stamps).
+COMMAND = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class PolicyNode(Node):
