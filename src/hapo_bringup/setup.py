@@ -5,6 +5,8 @@ import os
 from setuptools import find_packages, setup
 
 package_name = 'hapo_bringup'
+# Executables: `ros2 run hapo_bringup NAME` after colcon; nodes also `hapo node NAME` (hapo view runs view_node too).
+NODES = ['view_node = hapo_bringup.view_node:main']
 
 
 def _share(top):
@@ -30,5 +32,7 @@ setup(
     description='The HAPO node graph in one place: launch files, configs, the hapo CLI.',
     license='Apache-2.0',
     # The one command on PATH in a pip install; lib/hapo_bringup/hapo (`ros2 run hapo_bringup hapo`) after colcon.
-    entry_points={'console_scripts': ['hapo = hapo_bringup.cli:main']},
+    # Node console scripts only for colcon (COLCON=1), as in the other packages.
+    entry_points={'hapo.nodes': NODES,
+                  'console_scripts': ['hapo = hapo_bringup.cli:main'] + (NODES if os.environ.get('COLCON') else [])},
 )

@@ -17,7 +17,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / 'bench'
 QUICK = {
     'bench_mux.py': ['--quick'],
-    'bench_loop.py': ['--quick', '--warmup-s', '1'],
+    'bench_loop.py': ['--quick', '--warmup-s', '1', '--view'],
     'bench_recorder.py': ['--quick'],
     'bench_dataset.py': ['--episodes', '2', '--repeats', '1'],
     'bench_train_step.py': ['--repeats', '3', '--warmup', '1'],

@@ -5,6 +5,7 @@
     hapo deploy [key:=value ...] [--scenario FILE|NAME] [--config config/deploy.yaml] [--duration S]
     hapo node NAME [--ros-args ...]                    (one node, as ``ros2 run <package> NAME`` would start it)
     hapo bag-info DIR...
+    hapo view [--host H] [--port P] [key:=value ...]   (the live operator view: Foxglove WebSocket)
     hapo collect-demos --episodes N --out DIR [--scenario S] [--seeds A:B] [--workers 2] [key:=value ...]
     hapo round|loop --policy CKPT --scenario S --episodes M --method NAME --out DIR ...
     hapo dataset|optimize|evaluate|compare|import-stats ...   (see ``hapo <verb> --help``)
@@ -42,6 +43,8 @@ VERBS = {
                                              'paired seeds, cached and resumable; `report` for the README'),
     'uncertainty': ('hapo_bringup.uncertainty_report', "how often and how early the policy's uncertainty flag "
                                                        'precedes the operator\'s takeovers (from bags)'),
+    'view': ('hapo_bringup.view_node', 'the live operator view of a running graph: a Foxglove WebSocket server '
+                                       '(ws://127.0.0.1:8765; layout config/foxglove/operator_layout.json)'),
     'compare': ('hapo_trainer.compare', 'paired comparison of two evaluate-sim results (exact McNemar)'),
     'import-stats': ('hapo_policy.import_stats', "an OpenVLA checkpoint's norm_stats[unnorm_key] -> action_stats.json"),
 }

@@ -58,15 +58,17 @@ DEPLOY_GRAPH: tuple[NodeSpec, ...] = (
     NodeSpec('hapo_recorder', 'recorder_node', 'recorder_node', 'hapo_recorder.params:RecorderParams',
              optional='record'),
     NodeSpec('hapo_sim', 'operator_node', 'operator_node', 'hapo_sim.operator:OperatorParams', optional='operator'),
+    NodeSpec('hapo_bringup', 'view_node', 'view_node', 'hapo_bringup.view_server:ViewParams', optional='view'),
 )
 """``robot:=`` and the graph switches select the optional nodes: ``robot:=sim`` (the default) the simulated robot,
 ``robot:=servo`` a real arm (camera_node and servo_executor; see ``ROBOT_LAYERS``), ``robot:=none`` neither (bag
 replay, or a robot driver of your own on the same topics); ``record:=false``, ``joy:=false`` where a ROS
 ``joy`` driver, keyboard_node or nothing publishes ``joy`` instead of our joy_node, and ``operator:=true``: the
 simulated operator holds the joystick instead of a person (joy_node off, the mux in ``lockstep_operator``,
-every motion dim on an axis, the sim waits for it; see ``OPERATOR_LAYER``)."""
+every motion dim on an axis, the sim waits for it; see ``OPERATOR_LAYER``), and ``view:=true``: the live operator
+view (view_node: a Foxglove WebSocket server, ws://127.0.0.1:8765; its deadman index follows the mux's)."""
 
-SWITCHES = {'record': True, 'joy': True, 'operator': False}
+SWITCHES = {'record': True, 'joy': True, 'operator': False, 'view': False}
 ROBOTS = ('sim', 'servo', 'none')
 ROBOT_LAYERS = {'servo': {'mux_node': {'lockstep': False}, 'policy_node': {'match_stamps': False}}}
 """What ``robot:=servo`` sets over config/deploy.yaml: no lockstep sim, so the mux takes a human command every
@@ -79,6 +81,8 @@ pitch unmapped, the expert's orientation hold would be lost."""
 JOY_DRIVERS = ('expert_node', 'operator_node')
 """Scripted nodes at the joystick: they drive the sim's task through the mux's mapping (``follow_mux``)."""
 JOYSTICK = ('initial_gripper', 'axis_map', 'axis_scale', 'deadzone', 'deadman_button', 'gripper_button')
+VIEW_FOLLOWS = ('deadman_button', 'joy_timeout_s')
+"""What view_node takes from mux_node: it shows the deadman as the mux reads it."""
 
 
 def config_dir() -> Path:
@@ -153,7 +157,7 @@ def scenario_path(name: str) -> Path:
 
 def scenario_params(path: Path) -> dict[str, dict[str, Any]]:
     """``{node: {param: value}}`` a scenario file sets: the sim's task, scenario, instruction and the horizon,
-    cameras and image size it names; the policy's camera_names and instruction; the recorder's cameras."""
+    cameras and image size it names; the policy's camera_names and instruction; the recorder's and view's cameras."""
     from hapo_sim.env import DEFAULT_INSTRUCTIONS
     from hapo_sim.scenario import ScenarioError, load_scenario
 
@@ -168,10 +172,11 @@ def scenario_params(path: Path) -> dict[str, dict[str, Any]]:
         sim['horizon'] = scn.horizon
     if scn.image_size is not None:
         sim['image_size'] = scn.image_size
+    view = {}
     if scn.cameras is not None:
-        sim['cameras'] = recorder['cameras'] = list(scn.cameras)
+        sim['cameras'] = recorder['cameras'] = view['cameras'] = list(scn.cameras)
         policy['camera_names'] = ','.join(scn.cameras)
-    return {'sim_node': sim, 'policy_node': policy, 'recorder_node': recorder}
+    return {'sim_node': sim, 'policy_node': policy, 'recorder_node': recorder, 'view_node': view}
 
 
 def checkpoint_path(value: str) -> str:
@@ -196,6 +201,7 @@ def checkpoint_params(path: str) -> dict[str, dict[str, Any]]:
         return {}
     cams, size = [str(c) for c in config['camera_names']], int(config['image_size'])
     return {'sim_node': {'cameras': cams, 'image_size': size}, 'recorder_node': {'cameras': cams},
+            'view_node': {'cameras': cams},
             'policy_node': {'camera_names': ''}, 'camera_node': {'name': cams[0], 'width': size, 'height': size}}
 
 
@@ -284,13 +290,17 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
 
 def follow_mux(params: dict[str, dict[str, Any]]) -> None:
     """Give each scripted joystick node (``JOY_DRIVERS``) in ``params`` the sim's task and the mux's joystick
-    mapping: a mapping the mux does not share would drive the robot wrongly."""
+    mapping: a mapping the mux does not share would drive the robot wrongly; and the view the mux's deadman."""
     drivers = [d for d in JOY_DRIVERS if d in params]
-    if not drivers or 'mux_node' not in params:
+    if 'mux_node' not in params or not (drivers or 'view_node' in params):
         return
     from hapo_teleop.mux import MuxParams
 
     mux = from_mapping(MuxParams, params['mux_node'])
+    if 'view_node' in params:
+        params['view_node'].update({k: getattr(mux, k) for k in VIEW_FOLLOWS})
+    if not drivers:
+        return
     follow = {k: getattr(mux, k) for k in JOYSTICK}
     if 'sim_node' in params:
         from hapo_sim.env import task_key
@@ -315,6 +325,8 @@ LAUNCH_ARGS: tuple[tuple[str, str, str], ...] = (
     ('joy', 'true', "start our joy_node (false: ROS joy's joy_node, keyboard_node or nothing publishes joy)"),
     ('scenario', '', "robot:=sim: a scenario name or file ('' = the config's)"),
     ('operator', 'false', 'the simulated operator takes over instead of a person (robot:=sim)'),
+    ('view', 'false', 'the live operator view: a Foxglove WebSocket server (view_node, ws://127.0.0.1:8765; '
+                      'layout config/foxglove/operator_layout.json)'),
 )
 """The arguments deploy.launch.py declares (``ros2 launch ... --show-args``); ``hapo deploy`` takes the same as
 ``name:=value``. An empty default means "what the config says"."""
