@@ -127,3 +127,4 @@ def test_joystick_takeover_and_handback(ros_domain, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert VlaPolicy.from_pretrained(tmp_path / 'run' / 'policy').policy_id != ep.policy_id
+    assert (tmp_path / 'run' / 'metrics.png').is_file(), proc.stderr[-2000:]

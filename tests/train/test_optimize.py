@@ -23,6 +23,7 @@ from hapo_policy.model import VlaPolicy
 from hapo_trainer.algos import get_algo
 from hapo_trainer.config import ConfigError, TrainConfig, dump_yaml
 from hapo_trainer.dataset import BuildSpec, build_dataset
+from hapo_trainer.metrics_plot import plot_metrics, read_metrics
 from hapo_trainer.optimize import TrainResult, main, train
 from hapo_trainer.sampler import epoch_batches
 from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors
@@ -84,6 +85,13 @@ def test_short_run_raises_corrections_relative_to_undesirable(recorded, tmp_path
     gain = (after[2] - after[0]) - (before[2] - before[0])
     assert gain > 1.0, f'{method}: correction - undesirable log-prob gap moved by {gain:.3f} ({before} -> {after})'
     assert after[0] < before[0]  # undesirable actions pushed down
+    # the run's curves: r and lambda per class logged (TensorBoard and metrics.jsonl), drawn into one PNG
+    rows = read_metrics(tmp_path / 'out' / 'metrics.jsonl')
+    for c in ('policy', 'correction', 'undesirable'):
+        assert any(r.get(f'r/{c}') is not None and r.get(f'lambda/{c}') is not None for r in rows), (c, rows[-1])
+    png = plot_metrics(tmp_path / 'out' / 'metrics.jsonl', tmp_path / 'out' / 'metrics.png')
+    assert png is not None and png.stat().st_size > 20_000
+    assert plot_metrics(tmp_path / 'missing.jsonl', tmp_path / 'none.png') is None
 
 
 def test_corrections_pair_with_the_proposal_of_their_observation_and_kto_pair_separates_them(recorded, tmp_path):

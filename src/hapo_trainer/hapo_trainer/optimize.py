@@ -8,6 +8,7 @@ Data flow::
     seed/epoch/rank, reference log-probs cached per epoch, optional image shift)--> micro-batches of 8
     --(steps.micro_batch_loss: policy log-probs, cached reference log-probs, hapo_loss)--> grad accumulation
     (+ DDP all-reduce) --> AdamW, warm-up + cosine, clip --> <out>/checkpoints/step-N, <out>/policy
+    (+ <out>/metrics.jsonl, <out>/tb, and at the end <out>/metrics.png: loss, KL, margins, r and lambda per class)
 
 Run it::
 
@@ -429,6 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         if world.world_size > 1:  # rank 0 was saving: tear gloo down together (a rank gone early aborted the other)
             torch.distributed.barrier()
         if world.main:
+            from hapo_trainer.metrics_plot import plot_metrics
+
+            png = plot_metrics(out / 'metrics.jsonl', out / 'metrics.png',
+                               title=f'hapo optimize {cfg.loss.method}: {out}')
+            if png is not None:
+                print(f'hapo optimize: curves {png} (TensorBoard: tensorboard --logdir {out / "tb"})', file=sys.stderr)
             print(result.path)
         return 0
     finally:
