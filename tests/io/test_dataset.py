@@ -75,6 +75,17 @@ def test_drop_rules_counted_by_reason(tmp_path, base):
     assert ds.summary['drops'].get('out_of_range', 0) > 0  # beyond the base checkpoint's q01/q99
 
 
+def test_images_of_another_size_are_counted_and_skipped_not_trained_on(tmp_path, base):
+    write_bags(tmp_path / 'bags', n=2)
+    write_episode(tmp_path / 'bags', 3, seed=5, size=12)  # a camera that switched resolution for one episode
+    logs: list[str] = []
+    ds = build_dataset([tmp_path / 'bags'], spec(base), cache_dir=tmp_path / 'c', log=logs.append, progress=False)
+    per_ep = len(SOURCES) - 1
+    assert len(ds) == 2 * per_ep and ds.images[CAMERA].shape[1:] == (16, 16, 3)
+    assert ds.summary['drops'] == {'not_training': 3, f'image_size_{CAMERA}': per_ep}
+    assert any(f"camera '{CAMERA}': {per_ep} samples with images of another size" in m for m in logs), logs
+
+
 def test_policy_steps_off_keeps_demos_and_corrections_only(tmp_path, base):
     write_bags(tmp_path / 'bags', n=1)
     write_episode(tmp_path / 'bags', 1, sources=[1] * 6, demo=True)  # a demo: every step c = 1

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,6 +236,27 @@ def build_dataset(bags: Sequence[str | Path], spec: BuildSpec, *, method: str | 
     return ds
 
 
+def _one_size_per_camera(images: dict[str, list[np.ndarray]], drops: dict[str, int],
+                         log: Callable[[str], None]) -> list[bool]:
+    """Which samples to keep: per camera the most common image size wins; a sample with an image of another size
+    (a camera switched resolution, a malformed frame the recorder stored raw) is dropped, counted as
+    ``image_size_<cam>``."""
+    n = len(next(iter(images.values()), []))
+    keep = [True] * n
+    for cam, frames in images.items():
+        sizes = Counter(f.shape for f in frames)
+        if len(sizes) < 2:
+            continue
+        common = sizes.most_common(1)[0][0]
+        odd = [i for i, f in enumerate(frames) if f.shape != common and keep[i]]
+        for i in odd:
+            keep[i] = False
+        drops[f'image_size_{cam}'] = drops.get(f'image_size_{cam}', 0) + len(odd)
+        log(f'dataset: camera {cam!r}: {len(odd)} samples with images of another size than {common} skipped '
+            f'(sizes seen: {dict(sizes)})')
+    return keep
+
+
 def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progress: bool) -> PreferenceDataset:
     from tqdm import tqdm
 
@@ -278,14 +300,11 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
             cols['episode'].append(ei)
             cols['step'].append(i)
             cols['instr'].append(instructions.index(ep.instruction))
+    keep = _one_size_per_camera(images, drops, log)
+    cols = {k: [v for v, ok in zip(col, keep, strict=True) if ok] for k, col in cols.items()}
     n = len(cols['labels'])
-    stacked = {}
-    for cam, frames_list in images.items():
-        shapes = {f.shape for f in frames_list}
-        if len(shapes) > 1:
-            raise DatasetError(f'camera {cam!r} images have different sizes {sorted(shapes)} across bags; '
-                               f'record one resolution per camera')
-        stacked[cam] = np.stack(frames_list) if n else np.zeros((0, 1, 1, 3), np.uint8)  # (N, H, W, 3)
+    stacked = {cam: np.stack([f for f, ok in zip(frames, keep, strict=True) if ok]) if n
+               else np.zeros((0, 1, 1, 3), np.uint8) for cam, frames in images.items()}  # (N, H, W, 3)
     ds = PreferenceDataset(
         images=stacked,
         proprio=np.asarray(cols['proprio'], dtype=np.float32).reshape(n, spec.proprio_dim),  # (N, P)
