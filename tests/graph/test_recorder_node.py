@@ -69,6 +69,7 @@ def test_scripted_episodes_exact_labels(start_node, tmp_path):
         assert len(ep.proposals) == len(sources), task  # the policy's proposal also while the human drives
         assert ep.metadata['topic_counts']['/hapo/cmd']['dropped'] == 0
         assert ep.metadata['interventions'] == ep.interventions
+        assert ep.metadata['hold_steps'] == sources.count('.') == ep.metadata['steps'] - ep.metadata['driven_steps']
         assert bags[task].name.split('_', 1)[1].startswith('ep')
     assert [e.event.name for e in read_episode(bags['close']).events] == [
         'START', 'INTERVENTION_START', 'INTERVENTION_END', 'INTERVENTION_START', 'INTERVENTION_END', 'FAILURE']

@@ -91,6 +91,7 @@ def test_roundtrip_exact(tmp_path):
     assert ep.joint_states[int(ep.step_stamps_ns[2])].tolist() == [2.0, 2.0, 2.0]
     assert [e.event for e in ep.events] == [EpisodeEvent.START]
     assert ep.metadata['interventions'] == 1 == ep.interventions
+    assert (ep.metadata['steps'], ep.metadata['driven_steps'], ep.metadata['hold_steps']) == (8, 7, 1)
     assert ep.metadata['topic_counts']['/hapo/cmd']['dropped'] == 0
     no_img = read_episode(path, decode_images=False)
     assert no_img.images == {'agentview': {}} and len(no_img.image_stamps['agentview']) == 8

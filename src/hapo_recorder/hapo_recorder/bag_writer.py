@@ -119,10 +119,12 @@ class EpisodeWriter:
                 'windows': [] if demo else undesirable_windows(self.sources, k)}
         self.write_string(TAG_LABELS, end_ns, json.dumps(tags))
         n_human = sum(1 for s in self.sources if s == ControlSource.HUMAN)
+        driven = sum(1 for s in self.sources if s in (ControlSource.POLICY, ControlSource.HUMAN))
         data = {key: self.info.get(key, '') for key in ('task', 'instruction', 'seed', 'policy_id', 'input_device',
                                                          'software_version', 'start_ns')}
         data.update({'schema_version': SCHEMA_VERSION, 'outcome': outcome, 'k': k, 'demo': demo,
-                     'steps': len(self.sources), 'interventions': len(spans), 'intervention_steps': n_human,
+                     'steps': len(self.sources), 'driven_steps': driven, 'hold_steps': len(self.sources) - driven,
+                     'interventions': len(spans), 'intervention_steps': n_human,
                      'label_counts': label_counts(labels), 'topics': self.info.get('topics', {}), 'end_ns': end_ns})
         data.update(custom or {})
         for key, value in data.items():

@@ -19,6 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from hapo_interfaces.enums import ControlSource
 from hapo_recorder.bag_reader import BagError, Episode, list_episodes, read_episode
 from hapo_recorder.relabel import label_counts
 
@@ -26,12 +29,14 @@ from hapo_recorder.relabel import label_counts
 def summary(ep: Episode) -> dict:
     """The numbers of one line, as a dict (also the --json output)."""
     steps = len(ep.sources)
-    human = int((ep.sources == 2).sum())
+    human = int((ep.sources == ControlSource.HUMAN).sum())
+    driven = int(np.isin(ep.sources, (ControlSource.POLICY, ControlSource.HUMAN)).sum())
     counts = ep.metadata.get('topic_counts') or {}
     dropped = sum(int(c.get('dropped', 0)) for c in counts.values()) if isinstance(counts, dict) else 0
     return {'path': str(ep.path), 'task': ep.task, 'instruction': ep.instruction, 'outcome': ep.outcome,
-            'truncated': ep.truncated, 'demo': ep.demo, 'k': ep.k, 'steps': steps, 'interventions': ep.interventions,
-            'intervention_ratio': round(human / steps, 3) if steps else 0.0, 'labels': label_counts(ep.labels),
+            'truncated': ep.truncated, 'demo': ep.demo, 'k': ep.k, 'steps': steps, 'driven_steps': driven,
+            'hold_steps': steps - driven, 'interventions': ep.interventions,
+            'intervention_ratio': round(human / driven, 3) if driven else 0.0, 'labels': label_counts(ep.labels),
             'dropped': dropped, 'skipped': sum(ep.skipped.values())}
 
 
@@ -39,7 +44,8 @@ def format_line(s: dict) -> str:
     lab = s['labels']
     return (f'{s["path"]}: task={s["task"]!r} instruction={s["instruction"]!r} outcome={s["outcome"]}'
             f'{" (truncated: read up to the last complete chunk)" if s["truncated"] else ""}'
-            f'{" demo" if s["demo"] else ""} steps={s["steps"]} interventions={s["interventions"]} '
+            f'{" demo" if s["demo"] else ""} steps={s["steps"]} (driven={s["driven_steps"]} holds={s["hold_steps"]}) '
+            f'interventions={s["interventions"]} '
             f'intervention_ratio={s["intervention_ratio"]:.3f} labels c1={lab["policy"]} c2={lab["correction"]} '
             f'c0={lab["undesirable"]} none={lab["not_training"]} (k={s["k"]}) dropped={s["dropped"]}')
 
