@@ -78,3 +78,21 @@ def test_the_answer_to_the_final_observation_is_not_an_executed_step(tmp_path):
     assert [len(ep.sources) for ep in bags] == [3, 2] and all(ep.outcome == 'success' for ep in bags)
     assert all((ep.actions < 0.5).all() for ep in bags), 'no answer to a final observation recorded'
     assert rec.stats['/hapo/cmd'].outside == 3
+
+
+def test_a_policy_command_sent_again_for_its_observation_is_one_step(tmp_path):
+    """The mux re-sends a policy command when a lockstep sim asks again (mux.py); holds between the two sends do
+    not part them. A human step with a repeated stamp (a real robot's mux: one per tick) stays a step of its own."""
+    rec = Recorder(SPECS, RecorderParams(output_root=str(tmp_path), close_grace_s=0.0), lambda *_: None)
+    rec.start()
+    policy, hold, human = (s.wire for s in (ControlSource.POLICY, ControlSource.NONE, ControlSource.HUMAN))
+    rec.offer('/hapo/episode', event(EpisodeEvent.START, T0))
+    a, b = T0 + MS, T0 + 2 * MS
+    for stamp, source in ((a, policy), (a, hold), (a, policy), (b, policy), (b, human), (b, human)):
+        rec.offer('/hapo/cmd', joint_state(stamp, [0.1] * 7, source))
+    rec.offer('/hapo/episode', event(EpisodeEvent.SUCCESS, b + 1))
+    rec.stop()
+    (bag,) = list_episodes([tmp_path])
+    ep = read_episode(bag, decode_images=False)
+    assert [ControlSource(s).wire for s in ep.sources] == [policy, hold, policy, human, human]
+    assert rec.stats['/hapo/cmd'].resent == 1

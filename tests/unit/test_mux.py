@@ -49,6 +49,29 @@ def test_policy_passes_through_once_with_its_stamp():
     assert d.commands == [] and m.counts['late_policy_actions'] == 1
 
 
+@pytest.mark.parametrize('lockstep', [True, False])
+def test_a_lockstep_sim_asking_again_gets_the_same_policy_command_once_more(lockstep):
+    # the sim publishes observation 100 again when no command for it arrived (a mux restarted before the sim's
+    # subscription matched it lost its first one): without the re-send the graph waited for ever
+    m = mux(lockstep=lockstep, policy_timeout_s=0.1)
+    m.step(0, obs_stamp_ns=100)
+    first = m.step(1 * MS, policy=PolicyInput(100, A)).commands
+    assert [(c.stamp_ns, c.source) for c in first] == [(100, S.POLICY)]
+    m.step(2 * MS, policy=PolicyInput(100, A))  # the policy answers the republished frame again: late
+    again = m.step(250 * MS, obs_stamp_ns=100).commands  # the policy is stale by now: the decision stands
+    assert again == (first if lockstep else [])
+    assert m.counts['policy_resent'] == int(lockstep) and m.counts['policy_forwarded'] == 1
+    assert m.step(260 * MS, obs_stamp_ns=101).commands == []  # a new observation is no request to re-send
+
+
+def test_no_resend_after_the_human_answered_the_observation():
+    m = mux()
+    m.step(0, obs_stamp_ns=100)
+    m.step(1 * MS, policy=PolicyInput(100, A))
+    m.step(2 * MS, joy=joy(deadman=True), obs_stamp_ns=101)  # the human answers 101
+    assert S.POLICY not in sources(m.step(3 * MS, obs_stamp_ns=101))
+
+
 def test_stale_until_first_message_then_hold_every_tick():
     m = mux(policy_timeout_s=0.1)
     for t in (0, 20, 40):

@@ -14,11 +14,12 @@ Data flow (``recorder_node`` feeds ``offer`` from raw subscription callbacks)::
 episode events and executed steps are small and rare and always queued, since losing one would corrupt the
 labels. The pre-roll covers the executor's order: it takes ready subscriptions in creation order, not in
 arrival order, so the first step's messages can reach the queue before the START event they belong to.
-Per-topic counters (received, written, dropped, outside an episode) feed ``/diagnostics`` and each
-episode's custom_data. The newest driving (policy/human) step is held back until the next step or the end of the
-episode decides it: an end event that gives the episode's step count (a lockstep sim's) drops a step beyond it,
-the answer to the final observation, which nothing executes and which can arrive before the end event (a
-kill -9 loses that one held step more).
+Per-topic counters (received, written, dropped, outside an episode) feed ``/diagnostics`` and each episode's
+custom_data. A policy command with the stamp of the policy step just kept is the mux sending it again (a lockstep
+sim that got no answer asks twice; mux.py) and is kept once. The newest driving (policy/human) step is held back
+until the next step or the end of the episode decides it: an end event that gives the episode's step count (a
+lockstep sim's) drops a step beyond it, the answer to the final observation, which nothing executes and which can
+arrive before the end event (a kill -9 loses that one held step more).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class TopicStats:
     dropped: int = 0  # queue full: never reached the writer
     written: int = 0
     outside: int = 0  # received while no episode was open (not recorded, by design)
+    resent: int = 0  # hapo/cmd: a policy command sent again for the same observation (kept once)
     malformed: int = 0
     first_ns: int = 0
     last_ns: int = 0
@@ -109,6 +111,7 @@ class Recorder:
         self._latest_instruction: tuple[bytes, int] | None = None
         self._preroll: deque[tuple[str, bytes, int, int]] = deque(maxlen=PREROLL)  # (topic, raw, recv_ns, stamp)
         self._held: tuple[TopicSpec, int, bytes, ExecutedStep] | None = None  # newest driving step, not yet written
+        self._last_policy_ns: int | None = None  # stamp of the last policy step kept: a second one is a re-send
         self.policy_id = params.policy_id  # replaced by what the policy node announces on hapo/policy/id
         self._opened_at: dict[str, tuple[int, int]] = {}
         self._last_log_ns = 0
@@ -151,7 +154,7 @@ class Recorder:
         now_ns = time.time_ns() if now_ns is None else now_ns
         with self._lock:
             topics = {t: {'received': s.received, 'written': s.written, 'dropped': s.dropped,
-                          'outside_episode': s.outside, 'malformed': s.malformed,
+                          'outside_episode': s.outside, 'malformed': s.malformed, 'resent': s.resent,
                           'rate_hz': round(s.rate_hz(now_ns), 2)} for t, s in self.stats.items()}
         return {'topics': topics, 'queue': self._queue.qsize(), 'episode_open': self.writer is not None,
                 'episodes_written': self.episodes_written, 'errors': self.errors, 'last_error': self.last_error,
@@ -200,6 +203,10 @@ class Recorder:
             return
         stamp = header_stamp_ns(raw) if self._stamped[topic] else None
         step = self._step(spec, raw) if spec.role == 'cmd' else None
+        if step is not None and step.source is ControlSource.POLICY and step.stamp_ns == self._last_policy_ns:
+            with self._lock:  # the mux sent the same policy command again (a lockstep sim asked twice): one step
+                st.resent += 1
+            return
         driving = step is not None and step.source in DRIVING and self.writer is not None
         if driving:
             admitted = self.gate.admit_step(stamp, self.writer.driving_steps + (self._held is not None))
@@ -215,6 +222,8 @@ class Recorder:
             self._write(spec, log_ns, raw)
             return
         self._write_held()
+        if driving:  # holds between the two sends do not part them
+            self._last_policy_ns = step.stamp_ns if step.source is ControlSource.POLICY else None
         if driving:
             self._held = (spec, log_ns, raw, step)  # written by the next step, or decided at close
         else:

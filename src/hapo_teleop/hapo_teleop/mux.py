@@ -14,7 +14,10 @@ drive it exactly. Fail-safe rules (the failure modes reported for teleop_twist_j
 - hold = zero motion with the gripper kept at its last executed value (a zero gripper command
   would half-open a closed gripper and drop the object);
 - a policy action is executed at most once and never for an observation older than one already
-  acted upon (so a slow policy cannot replay an old action after a hand-back).
+  acted upon (so a slow policy cannot replay an old action after a hand-back); in ``lockstep`` the one exception
+  is a sim that publishes the observation again (it got no answer: the command was lost, e.g. sent by a mux
+  restarted before the sim's subscription matched it): the same policy command goes out again, which the sim
+  executes at most once per observation and the recorder keeps once.
 
 In ``lockstep`` mode (simulators that step once per command) the human's command is emitted once
 per new observation stamp, carrying that stamp; otherwise once per control tick. Which Joy answers
@@ -134,10 +137,11 @@ class MuxLogic:
         self.joy_recv_ns = 0
         self.obs_stamp_ns: int | None = None
         self.acted_stamp_ns = -1  # stamp of the last policy/human command: never act on older
+        self.last_policy: Command | None = None  # the last policy command sent (lockstep: sent again if asked)
         self.gripper = float(params.initial_gripper)
         self.human_gripper = self.gripper
         self.counts = {'policy_forwarded': 0, 'human_commands': 0, 'hold_commands': 0, 'estop_commands': 0,
-                       'late_policy_actions': 0, 'bad_joy_messages': 0, 'interventions': 0}
+                       'late_policy_actions': 0, 'bad_joy_messages': 0, 'interventions': 0, 'policy_resent': 0}
         self.last_joy_error = ''
         self.joy_bad = False  # the newest Joy was malformed: while driving, hold instead of replaying the last good
 
@@ -145,6 +149,8 @@ class MuxLogic:
              obs_stamp_ns: int | None = None, tick: bool = False) -> Decision:
         """Take the inputs that arrived at ``now_ns`` (any may be None) and decide what to send."""
         out = Decision()
+        resend = (self.p.lockstep and obs_stamp_ns is not None and obs_stamp_ns == self.obs_stamp_ns
+                  and self.last_policy is not None and self.last_policy.stamp_ns == obs_stamp_ns)
         if obs_stamp_ns is not None and (self.obs_stamp_ns is None or obs_stamp_ns > self.obs_stamp_ns):
             self.obs_stamp_ns = obs_stamp_ns
         if policy is not None:
@@ -180,9 +186,13 @@ class MuxLogic:
                     action = (*self.mapping.motion(self.joy), self.human_gripper)
                     self._emit(out, Command(stamp, action, ControlSource.HUMAN))
                     self.counts['human_commands'] += 1
+        elif resend and not entering and self.acted_stamp_ns == self.last_policy.stamp_ns:
+            self._emit(out, self.last_policy)  # the sim asks again: the answer it did not get
+            self.counts['policy_resent'] += 1
         elif self._policy_fresh(now_ns):
             if self.policy.stamp_ns > self.acted_stamp_ns and self._operator_let(now_ns, self.policy.stamp_ns):
-                self._emit(out, Command(self.policy.stamp_ns, self.policy.action, ControlSource.POLICY))
+                self.last_policy = Command(self.policy.stamp_ns, self.policy.action, ControlSource.POLICY)
+                self._emit(out, self.last_policy)
                 self.counts['policy_forwarded'] += 1
         elif tick and not out.commands:
             self._hold(out, now_ns, ControlSource.NONE)  # no valid source: hold on every tick
