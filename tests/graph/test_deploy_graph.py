@@ -104,6 +104,7 @@ def test_joystick_takeover_and_handback(ros_domain, tmp_path):
     (bag,) = list_episodes([tmp_path / 'episodes'])
     ep = read_episode(bag, decode_images=False)
     assert ep.outcome == 'aborted' and not ep.truncated
+    assert ep.metadata['control_rate_hz'] == 20.0  # the sim's, from its START (export-lerobot's fps)
     assert ep.policy_id == VlaPolicy.from_pretrained(base).policy_id, 'the running policy is not the provenance'
     recorded = [S(v) for v in ep.sources]
     as_text = lambda xs: ''.join(str(int(x)) for x in xs).lstrip('0')  # noqa: E731 (holds before the policy came up)

@@ -5,6 +5,7 @@
     hapo deploy [key:=value ...] [--scenario FILE|NAME] [--config config/deploy.yaml] [--duration S]
     hapo node NAME [--ros-args ...]                    (one node, as ``ros2 run <package> NAME`` would start it)
     hapo bag-info DIR...
+    hapo export-lerobot --bags DIR... --out DIR [--fps N]   (episode bags -> a LeRobot v3.0 dataset)
     hapo view [--host H] [--port P] [key:=value ...]   (the live operator view: Foxglove WebSocket)
     hapo collect-demos --episodes N --out DIR [--scenario S] [--seeds A:B] [--workers 2] [key:=value ...]
     hapo round|loop --policy CKPT --scenario S --episodes M --method NAME --out DIR ...
@@ -27,6 +28,8 @@ VERBS = {
     'deploy': ('hapo_bringup.cli', 'run the deploy graph: sim (or robot), policy, mux, recorder'),
     'node': ('hapo_bringup.cli', 'run one node: hapo node NAME [--ros-args ...] (hapo node --help lists them)'),
     'bag-info': ('hapo_recorder.info', 'one line per recorded episode'),
+    'export-lerobot': ('hapo_recorder.lerobot_export', 'episode bags -> a LeRobot v3.0 dataset (parquet, mp4, '
+                                                       'meta/), one frame per executed step'),
     'dataset': ('hapo_trainer.dataset', 'bags -> preference dataset (cached) + summary.json'),
     'optimize': ('hapo_trainer.optimize', 'fine-tune a policy on recorded episodes (HAPO and baselines)'),
     'train-base': ('hapo_bringup.train_base', 'BC from a fresh model on demos, kept at its best closed-loop epoch'),

@@ -121,7 +121,7 @@ class EpisodeWriter:
         n_human = sum(1 for s in self.sources if s == ControlSource.HUMAN)
         driven = sum(1 for s in self.sources if s in (ControlSource.POLICY, ControlSource.HUMAN))
         data = {key: self.info.get(key, '') for key in ('task', 'instruction', 'seed', 'policy_id', 'input_device',
-                                                         'software_version', 'start_ns')}
+                                                         'software_version', 'start_ns', 'control_rate_hz')}
         data.update({'schema_version': SCHEMA_VERSION, 'outcome': outcome, 'k': k, 'demo': demo,
                      'steps': len(self.sources), 'driven_steps': driven, 'hold_steps': len(self.sources) - driven,
                      'interventions': len(spans), 'intervention_steps': n_human,

@@ -300,6 +300,7 @@ class Recorder:
                 'policy_id': str(extra.get('policy_id') or self.policy_id),
                 'input_device': str(extra.get('input_device') or p.input_device),
                 'software_version': software_version(), 'start_ns': action.start.stamp_ns,
+                'control_rate_hz': extra.get('control_rate_hz', ''),  # a sim's (export-lerobot's fps); '' unknown
                 'topics': {**topics, 'cameras': cameras}}
         writer = EpisodeWriter(p.output_root, info, self.episode_index, chunk_size_bytes=p.chunk_size_bytes,
                                flush_period_ns=int(p.flush_period_s * 1e9))

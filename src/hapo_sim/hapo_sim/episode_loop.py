@@ -61,7 +61,8 @@ class EpisodeLoop:
         obs = self.env.reset(seed)
         demo = {'demo': True} if self.p.demo else {}
         return [self._event(now_ns, EpisodeEvent.START, task=self.env.task, instruction=self.instruction, seed=seed,
-                            episode=self.episodes.index, **demo), self._observed(obs)]
+                            episode=self.episodes.index, control_rate_hz=self.p.control_rate_hz, **demo),
+                self._observed(obs)]
 
     def _end(self, now_ns: int) -> list[Output]:
         self.lockstep.idle()
