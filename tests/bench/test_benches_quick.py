@@ -26,11 +26,12 @@ QUICK = {
     'bench_collect.py': ['--quick'],
     'bench_camera.py': ['--quick'],
     'bench_servo.py': ['--quick'],
+    'faults.py': ['--quick'],  # the fault matrix (issue 14): fails when the graph does not recover from a kill
 }
 
 
 def test_every_bench_is_listed():
-    assert {p.name for p in BENCH.glob('bench_*.py')} == set(QUICK)
+    assert {p.name for p in BENCH.glob('bench_*.py')} | {'faults.py'} == set(QUICK)
 
 
 @pytest.mark.parametrize('script', sorted(QUICK))

@@ -61,14 +61,30 @@ class GraphRunner:
         self._tmp = tempfile.TemporaryDirectory(prefix='hapo-graph-')
 
     def start(self) -> None:
-        params_file = write_params(self.params, Path(self._tmp.name) / 'params.yaml')
+        write_params(self.params, Path(self._tmp.name) / 'params.yaml')
         for spec in self.nodes:
-            proc = subprocess.Popen(node_command(spec, params_file), stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-            self.procs[spec.name] = proc
-            pump = threading.Thread(target=_pump, args=(spec.name, proc.stdout, self.out), daemon=True)
-            pump.start()
-            self._pumps.append(pump)
+            self._spawn(spec)
+
+    def _spawn(self, spec: NodeSpec) -> None:
+        proc = subprocess.Popen(node_command(spec, Path(self._tmp.name) / 'params.yaml'), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.procs[spec.name] = proc
+        pump = threading.Thread(target=_pump, args=(spec.name, proc.stdout, self.out), daemon=True)
+        pump.start()
+        self._pumps.append(pump)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to one node's process group (bench/faults.py: a node that crashes); waits for a SIGKILL."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, sig)
+        if sig == signal.SIGKILL:
+            proc.wait()
+
+    def restart(self, name: str) -> None:
+        """Start a node that exited again, with the same parameters (a supervisor's respawn)."""
+        if self.procs[name].poll() is None:
+            raise RuntimeError(f'{name} is still running')
+        self._spawn(next(s for s in self.nodes if s.name == name))
 
     def exited(self) -> str | None:
         """None while every node runs, else which one exited and how."""
