@@ -98,6 +98,15 @@ def list_episodes(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def require_episodes(paths: Iterable[str | Path]) -> list[Path]:
+    """``list_episodes``, and a BagError when there is none (what every command reading bags needs)."""
+    paths = list(paths)
+    found = list_episodes(paths)
+    if not found:
+        raise BagError(f'no episode bags under {", ".join(map(str, paths))}')
+    return found
+
+
 def _is_bag(p: Path) -> bool:
     return p.is_dir() and ((p / 'metadata.yaml').exists() or any(p.glob('*.mcap')))
 

@@ -49,7 +49,7 @@ from tqdm import tqdm
 from hapo_interfaces.enums import ControlSource, Label
 from hapo_interfaces.stamps import match_stamp
 from hapo_interfaces.topics import ACTION_DIM, ACTION_DIMS
-from hapo_recorder.bag_reader import BagError, Episode, list_episodes, read_episode
+from hapo_recorder.bag_reader import BagError, Episode, read_episode, require_episodes
 from hapo_recorder.lerobot_stats import aggregate_stats, image_stats, vector_stats
 
 CODEBASE_VERSION = 'v3.0'
@@ -535,11 +535,9 @@ def export(bags: Iterable[str | Path], out: str | Path, *, fps: int | None = Non
     if fps is not None and fps <= 0:
         raise ExportError(f'--fps {fps}: must be a positive integer')
     try:
-        paths = list_episodes(bags)
+        paths = require_episodes(bags)
     except BagError as exc:
         raise ExportError(str(exc)) from None
-    if not paths:
-        raise ExportError(f'no episode bags under {", ".join(map(str, bags))}')
     _check_out(out, overwrite)
     opts = (video or VideoOptions()).resolve()
     tmp = out.parent / f'.{out.name}.tmp-{os.getpid()}'

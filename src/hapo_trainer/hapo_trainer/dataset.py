@@ -40,7 +40,7 @@ from hapo_interfaces.enums import TRAINING_LABELS, ControlSource, Label
 from hapo_interfaces.stamps import match_stamp
 from hapo_policy.checkpoint import atomic_dir
 from hapo_policy.observation import Observation
-from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
+from hapo_recorder.bag_reader import BagError, read_episode, require_episodes
 from hapo_recorder.relabel import relabel
 from hapo_trainer.algos import METHODS, get_algo
 from hapo_trainer.config import DataConfig
@@ -215,11 +215,9 @@ def build_dataset(bags: Sequence[str | Path], spec: BuildSpec, *, method: str | 
                   progress: bool = True) -> PreferenceDataset:
     """Build (or load from cache) the dataset of ``bags``; DatasetError when unusable for ``method`` (None: any)."""
     try:
-        paths = list_episodes(bags)
+        paths = require_episodes(bags)
     except BagError as exc:
         raise DatasetError(str(exc)) from None
-    if not paths:
-        raise DatasetError(f'no episode bags under {", ".join(map(str, bags))}')
     cache_dir = cache_dir or default_cache_dir(spec.data)
     key = cache_key(paths, spec)
     target = cache_dir / key
