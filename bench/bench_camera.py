@@ -73,11 +73,11 @@ def measure(path: Path, fps: float, seconds: float, domain: int, log_dir: Path) 
             wait_for(lambda: len(arrivals) > 10, 30, what=f'frames\n{node.log()}')
             start = len(arrivals)
             time.sleep(seconds)
+            # a loaded machine drops large best-effort frames: the window stays open until it holds a rate
+            wait_for(lambda: len(arrivals) - start >= 3, 20, what=f'3 frames at fps {fps}\n{node.log()}')
             window = arrivals[start:]
     finally:
         node.stop()
-    if len(window) < 2:
-        raise SystemExit(f'correctness check failed: {len(window)} frames in {seconds} s\n{node.log()}')
     if {w[3] for w in window} != {('rgb8', W, H)}:
         raise SystemExit(f'correctness check failed: {sorted({w[3] for w in window})}')
     means = [w[2] for w in window]

@@ -21,6 +21,7 @@ import sys
 import threading
 
 from geometry_msgs.msg import TwistStamped
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -154,9 +155,12 @@ class ServoExecutor(Node):
             self.get_logger().info(f'episode {start.extra["episode"]} started' + (' (demo)' if self.p.demo else ''))
 
     def on_exit(self) -> None:
-        if not self.p.shadow:
-            for _ in range(3):  # best effort: the last thing Servo hears is a stop
-                self.twist_pub.publish(self._twist((0.0,) * 3, (0.0,) * 3))
+        if self.p.shadow or not self.context.ok():
+            return
+        for _ in range(3):  # the last thing Servo hears is a stop, also on a best-effort subscription
+            self.twist_pub.publish(self._twist((0.0,) * 3, (0.0,) * 3))
+        # Reliable delivery is asynchronous: destroying the publisher right away could drop the stops.
+        self.twist_pub.wait_for_all_acked(Duration(seconds=1.0))
 
 
 def main(args=None) -> int:
