@@ -73,3 +73,18 @@ def test_the_operator_takes_over_the_untrained_policy_the_same_way_every_run(che
     steps = sum(e['steps'] for e in one['episodes'])
     assert one['intervention_ratio'] == round(sum(e['human_steps'] for e in one['episodes']) / steps, 4)
     assert sum(one['takeover_reasons'].values()) == sum(e['takeovers'] for e in one['episodes'])
+
+
+def test_asking_for_help_the_operator_takes_over_when_the_policy_flag_rises_the_same_way_every_run(checkpoint):
+    # the untrained model is unsure of everything (entropy near log 256 = 5.5 nats); predicates kept out of the way
+    overrides = ['horizon:=30', 'stall_steps:=1000', 'drift_m:=10', 'grasp_far_m:=10', 'reaction_steps:=1',
+                 'operator_node.ask_for_help:=true', 'policy_node.uncertain_threshold:=1.0']
+    one = evaluate_sim(checkpoint, range(3000, 3002), overrides, workers=1, operator=True)
+    two = evaluate_sim(checkpoint, range(3000, 3002), overrides, workers=2, operator=True)
+    assert one['episodes'] == two['episodes'], 'same seeds, same takeovers and actions'
+    for e in one['episodes']:
+        assert e['reasons'][:1] == ['uncertain'] and set(e['reasons']) == {'uncertain'}, e
+        assert 0 < e['human_steps'] < e['steps'], e
+    calm = evaluate_sim(checkpoint, range(3000, 3001), [*overrides[:-1], 'policy_node.uncertain_threshold:=19'],
+                        workers=1, operator=True)
+    assert calm['episodes'][0]['takeovers'] == 0, 'the operator follows the threshold of the policy it watches'

@@ -57,7 +57,7 @@ def test_a_lockstep_sim_asking_again_gets_the_same_policy_command_once_more(lock
     m.step(0, obs_stamp_ns=100)
     first = m.step(1 * MS, policy=PolicyInput(100, A)).commands
     assert [(c.stamp_ns, c.source) for c in first] == [(100, S.POLICY)]
-    m.step(2 * MS, policy=PolicyInput(100, A))  # the policy answers the republished frame again: late
+    m.step(2 * MS, policy=PolicyInput(100, A))  # the policy answers the republished frame again
     again = m.step(250 * MS, obs_stamp_ns=100).commands  # the policy is stale by now: the decision stands
     assert again == (first if lockstep else [])
     assert m.counts['policy_resent'] == int(lockstep) and m.counts['policy_forwarded'] == 1
@@ -246,6 +246,19 @@ def test_lockstep_operator_decides_who_drives_each_observation_whatever_comes_fi
     m.step(10 * MS, policy=PolicyInput(400, B))
     d = m.step(11 * MS, joy=stamped(joy(), 400))  # hands back at 400: hold, then the policy's answer to 400
     assert events(d) == [E.INTERVENTION_END] and sources(d) == [S.NONE, S.POLICY]
+
+
+def test_an_operator_answer_later_than_the_policy_timeout_lets_the_proposal_go_once_the_policy_repeats_it():
+    # seen as a graph that held for ever: the operator (asking for help) answered 100 after the policy timeout, the
+    # sim republished 100, and the policy's repeated proposal for 100 was dropped as late, so it never went fresh
+    m = mux(lockstep_operator=True, policy_timeout_s=0.1)
+    m.step(0, joy=stamped(joy(), 1))
+    m.step(0, obs_stamp_ns=100)
+    assert m.step(1 * MS, policy=PolicyInput(100, A)).commands == []
+    m.step(300 * MS, joy=stamped(joy(), 100))
+    assert sources(m.step(310 * MS, tick=True)) == [S.NONE]  # the proposal went stale meanwhile: hold
+    d = m.step(320 * MS, policy=PolicyInput(100, A), obs_stamp_ns=100)  # the sim asks again, the policy repeats
+    assert [(c.source, c.stamp_ns) for c in d.commands] == [(S.POLICY, 100)] and m.counts['late_policy_actions'] == 0
 
 
 def test_a_silent_operator_holds_nothing_up():

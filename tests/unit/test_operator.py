@@ -72,6 +72,32 @@ def test_an_observation_waits_for_its_start_and_for_the_previous_command():
     assert [(t.event, t.step, t.reason) for t in op.log] == [('takeover', 4, 'grasp_far')]
 
 
+def test_asking_for_help_waits_for_the_entropy_of_each_watched_observation_and_takes_over_when_the_flag_rises():
+    op = SimOperator(OperatorParams(axis_map=AXES, ask_for_help=True, uncertain_threshold=2.0, reaction_steps=1))
+    near = state([0, 0, 0.9], [0, 0, 0.8])
+    calm, unsure = [1.0] * 7, [0.5] * 6 + [2.5]
+    assert op.entropy(100, calm) == []  # before its START and its observation: kept
+    op.event(EpisodeMessage(E.START, 90, 'sim', {'seed': 3}))
+    assert len(op.observe(100, near)) == 1 and not op.flag.raised
+    op.executed(ExecutedStep(100, (0,) * 6 + (-1.0,), S.POLICY))
+    assert op.observe(200, near) == []  # watching: the policy's entropy for 200 is needed first
+    (msg,) = op.entropy(200, unsure)  # the flag rises: the policy asks for help; one step of reaction
+    assert msg.stamp_ns == 200 and msg.buttons[DEADMAN] == 0 and op.flag.raised and op.reason == 'uncertain'
+    assert op.entropy(200, calm) == []  # a repeat (republished observation) keeps the first
+    op.executed(ExecutedStep(200, (0,) * 6 + (-1.0,), S.POLICY))
+    op.entropy(300, unsure)
+    (msg,) = op.observe(300, near)
+    assert msg.buttons[DEADMAN] == 1 and [(t.event, t.reason) for t in op.log] == [('takeover', 'uncertain')]
+    op.executed(ExecutedStep(300, (0,) * 7, S.HUMAN))
+    assert len(op.observe(400, near)) >= 1, 'driving, it waits for no entropy'
+    assert op.counts['takeover_uncertain'] == 1
+    quiet = SimOperator(OperatorParams(axis_map=AXES))  # off: entropies are ignored, never waited for
+    quiet.event(EpisodeMessage(E.START, 90, 'sim', {'seed': 3}))
+    assert quiet.entropy(100, unsure) == [] and quiet.flag is None and len(quiet.observe(100, near)) == 1
+    with pytest.raises(ParamError, match='uncertain_threshold/uncertain_hysteresis'):
+        SimOperator(OperatorParams(ask_for_help=True, uncertain_threshold=0.2, uncertain_hysteresis=0.25))
+
+
 class Policy:
     """A policy for the closed loop: the expert (``expert``) or a bad one that drives the arm away and closes."""
 

@@ -83,6 +83,8 @@ JOY_DRIVERS = ('expert_node', 'operator_node')
 JOYSTICK = ('initial_gripper', 'axis_map', 'axis_scale', 'deadzone', 'deadman_button', 'gripper_button')
 VIEW_FOLLOWS = ('deadman_button', 'joy_timeout_s')
 """What view_node takes from mux_node: it shows the deadman as the mux reads it."""
+OPERATOR_FOLLOWS = ('uncertain_threshold', 'uncertain_hysteresis')
+"""What operator_node takes from policy_node: asking for help, it replays the flag the policy raises."""
 
 
 def config_dir() -> Path:
@@ -285,6 +287,11 @@ def resolve(config: Path, overrides: Sequence[str], graph: Sequence[NodeSpec] = 
     if unclaimed:
         raise ParamError(f'no node declares parameter(s) {unclaimed}; see `hapo deploy --help`')
     follow_mux(params)
+    if 'operator_node' in params and 'policy_node' in params:
+        from hapo_policy.policy_params import PolicyParams
+
+        policy = from_mapping(PolicyParams, params['policy_node'])
+        params['operator_node'].update({k: getattr(policy, k) for k in OPERATOR_FOLLOWS})
     return nodes, params
 
 

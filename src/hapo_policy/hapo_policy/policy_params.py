@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hapo_interfaces.params import param
+from hapo_policy.uncertainty import HYSTERESIS_NATS, THRESHOLD_NATS
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,10 @@ class PolicyParams:
     trust_remote_code: bool = param(False, 'run custom code shipped with a foreign checkpoint (OpenVLA needs it); '
                                            'only for checkpoints you trust', read_only=True)
     torch_threads: int = param(0, 'torch intra-op threads; 0 = torch default', lo=0, hi=256, read_only=True)
-    uncertain_threshold: float = param(5.28, 'hapo/policy/uncertain rises when the largest action-token entropy '
-                                             "of a step exceeds this (the 0.95 quantile on the shipped Lift base's "
-                                             'successful policy steps: hapo uncertainty, README)', unit='nats',
-                                       lo=0.01, hi=20.0)
-    uncertain_hysteresis: float = param(0.25, 'the flag falls when the largest entropy drops below threshold - this',
-                                        unit='nats', lo=0.0, hi=20.0)
+    uncertain_threshold: float = param(THRESHOLD_NATS, 'hapo/policy/uncertain rises when the largest action-token '
+                                                       "entropy of a step exceeds this (the 0.95 quantile on the "
+                                                       "shipped Lift base's successful policy steps: hapo "
+                                                       'uncertainty, README)', unit='nats', lo=0.01, hi=20.0)
+    uncertain_hysteresis: float = param(HYSTERESIS_NATS, 'the flag falls when the largest entropy drops below '
+                                                         'threshold - this', unit='nats', lo=0.0, hi=20.0)
     diagnostics_period_s: float = param(1.0, 'period of /diagnostics', unit='s', lo=0.05, hi=60.0, read_only=True)

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+THRESHOLD_NATS = 5.28  # the 0.95 quantile on the shipped Lift base's successful policy steps (README)
+HYSTERESIS_NATS = 0.25
+
 
 def peaks(entropies: np.ndarray) -> np.ndarray:
     """(N, 7) entropies -> (N,) maximum over the dimensions."""

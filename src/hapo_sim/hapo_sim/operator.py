@@ -6,15 +6,20 @@ It behaves like the person of the method (DESIGN.md): hands off while the policy
 predicate fires it waits ``reaction_steps`` observations, holds the deadman and drives with the scripted expert's
 actions through the same joystick mapping a person uses (``JoyEncoder``: axes, deadzone, gripper toggle), so the
 mux and the recorder see a person's intervention; it hands back once the expert has recovered the situation (its
-``handback_phase``), at most ``max_takeovers`` times per episode. ``operator_node`` wires this to topics::
+``handback_phase``), at most ``max_takeovers`` times per episode. With ``ask_for_help`` it also takes over when
+the policy's uncertainty flag rises (ThriftyDAgger's "ask for help"), replayed over the policy's entropies of the
+observations it watches. ``operator_node`` wires this to topics::
 
     robot/object_state (t) + hapo/cmd (the command executed for the previous observation)
+        [+ hapo/policy/entropy (t), when watching with ask_for_help]
         --> FailureWatch --> Joy stamped t: deadman up (watch) or held with the expert's action (drive) --> mux
 
 Every observation gets exactly one answer, stamped with it, and the mux (``lockstep_operator``) lets the policy
 drive ``t`` only after that answer: which source drives each step depends on the states and seeds alone.
 An observation is answered once its START is known and, after the first of an episode, once the command executed
-for the previous one has come (the predicates read it), whatever order the topics arrive in.
+for the previous one has come (the predicates read it), and, asking for help while watching, once the policy's
+entropy for it has come, whatever order the topics arrive in. A message lost on the way heals: the sim republishes
+an observation nobody answered, and the policy infers on it again.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 from hapo_interfaces.enums import ControlSource
 from hapo_interfaces.params import ParamError, param
 from hapo_interfaces.records import EpisodeMessage, ExecutedStep
+from hapo_policy.uncertainty import HYSTERESIS_NATS, THRESHOLD_NATS, UncertaintyFlag
 from hapo_sim.env import Observation, SimError, task_key, unflatten_state
 from hapo_sim.episode_index import EpisodeIndex
 from hapo_sim.experts import EXPERTS, expert_for
@@ -35,7 +41,7 @@ from hapo_teleop.joy_mapping import JoyEncoder, JoyInput
 
 OBJECTS = {'lift': 'cube_pos', 'pick_place_can': 'Can_pos'}  # the object each task's predicates watch
 HANDBACK = {'lift': 'lift', 'pick_place_can': 'carry'}  # the expert phase at which the situation counts recovered
-REASONS = ('stalled', 'grasp_far', 'dropped', 'drifting')
+REASONS = ('stalled', 'grasp_far', 'dropped', 'drifting', 'uncertain')
 LIFT_WEIGHT = 2.0  # progress: metres of object lift count this much against metres of eef-object distance
 
 
@@ -55,6 +61,15 @@ class OperatorParams(ExpertParams):
     reaction_steps: int = param(3, 'observations between a predicate firing and the takeover (the policy drives '
                                    'them)', lo=0, hi=10**4, read_only=True)
     max_takeovers: int = param(2, 'takeovers per episode at most', lo=0, hi=10**4, read_only=True)
+    ask_for_help: bool = param(False, 'also take over when the policy asks for help: its uncertainty flag (the '
+                                      "largest entropy on hapo/policy/entropy over uncertain_threshold) rises on an "
+                                      'observation it watches; reaction_steps later, as for a predicate',
+                               read_only=True)
+    uncertain_threshold: float = param(THRESHOLD_NATS, "the policy's flag threshold (the graph sets policy_node's)",
+                                       unit='nats', lo=0.01, hi=20.0, read_only=True)
+    uncertain_hysteresis: float = param(HYSTERESIS_NATS, "the policy's flag hysteresis (the graph sets "
+                                                         "policy_node's)", unit='nats', lo=0.0, hi=20.0,
+                                        read_only=True)
     handback_phase: str = param('', "hand back when the expert reaches this phase of its task ('' = the task's: "
                                     "lift: lift, pick_place_can: carry)", read_only=True)
 
@@ -66,6 +81,15 @@ class OperatorParams(ExpertParams):
         if name not in phases[1:]:
             raise ParamError(f'parameter handback_phase={name!r}: {key} expert phases after the first: {phases[1:]}')
         return name
+
+    def flag(self) -> UncertaintyFlag | None:
+        """A fresh flag as policy_node raises it, None without ask_for_help; ParamError for a bad hysteresis."""
+        if not self.ask_for_help:
+            return None
+        try:
+            return UncertaintyFlag(self.uncertain_threshold, self.uncertain_hysteresis)
+        except ValueError as exc:
+            raise ParamError(f'parameters uncertain_threshold/uncertain_hysteresis: {exc}') from None
 
 
 class FailureWatch:
@@ -132,11 +156,13 @@ class SimOperator:
         self.handback_phase = p.phase()
         self.encoder = JoyEncoder(p.mapping(), p.initial_gripper, size=(p.joy_axes, p.joy_buttons))
         self.watch = FailureWatch(p, OBJECTS[key])
+        self.flag = p.flag()
         self.episodes = EpisodeIndex()
         self.last: JoyInput = self.encoder.release(1)
         self.answered_ns = -1
         self._queue: list[tuple[int, dict]] = []  # observations waiting for their START or previous command
         self._gripper: dict[int, float] = {}  # observation stamp -> gripper of the driving command executed for it
+        self._entropy: dict[int, list[float]] = {}  # observation stamp -> the policy's entropies (ask_for_help)
         self._episode: tuple[int, int] | None = None  # (START stamp, seed) being answered
         self._prev_ns: int | None = None  # the previous observation answered in this episode
         self.steps = 0
@@ -157,6 +183,14 @@ class SimOperator:
         """Take a command from ``hapo/cmd``; the messages to publish (answers that waited for it)."""
         if step.source in (ControlSource.POLICY, ControlSource.HUMAN):
             self._gripper.setdefault(step.stamp_ns, float(step.action[-1]))
+        return self._drain()
+
+    def entropy(self, stamp_ns: int, values) -> list[JoyInput]:
+        """Take the policy's per-dimension entropies for an observation (``hapo/policy/entropy``); the messages to
+        publish. Ignored without ask_for_help; a repeat (a republished observation) keeps the first."""
+        if self.flag is None:
+            return []
+        self._entropy.setdefault(stamp_ns, [float(v) for v in values])
         return self._drain()
 
     def observe(self, stamp_ns: int, state: dict[str, np.ndarray]) -> list[JoyInput]:
@@ -183,8 +217,10 @@ class SimOperator:
                 break  # its START has not come yet
             if episode != self._episode:
                 self._begin(episode)
-            elif self._prev_ns not in self._gripper:
+            elif self._prev_ns is not None and self._prev_ns not in self._gripper:
                 break  # the command for the previous observation has not come yet
+            if self.flag is not None and not self.driving and stamp not in self._entropy:
+                break  # watching, asking for help: the policy's entropy for this observation has not come yet
             self._queue.pop(0)
             out += self._answer(stamp, state, self._gripper.get(self._prev_ns))
         return out
@@ -193,7 +229,16 @@ class SimOperator:
         self._episode, self._prev_ns, self.steps = episode, None, 0
         self.driving, self.reason, self._countdown, self.takeovers = False, '', -1, 0
         self.watch.rebase(None)
+        self.flag = self.p.flag()
         self._gripper = {s: g for s, g in self._gripper.items() if s > episode[0]}
+        self._entropy = {s: e for s, e in self._entropy.items() if s > episode[0]}
+
+    def _asks_for_help(self, stamp: int) -> bool:
+        """Whether the policy's flag rises with its entropy for the observation stamped ``stamp``."""
+        if self.flag is None:
+            return False
+        was = self.flag.raised
+        return self.flag.update(self._entropy[stamp]) and not was
 
     def _answer(self, stamp: int, state: dict[str, np.ndarray], gripper: float | None) -> list[JoyInput]:
         seed = self._episode[1]
@@ -201,8 +246,10 @@ class SimOperator:
             self.driving = False
             self.log.append(Takeover('handback', seed, self.steps, stamp, self.reason))
             self.watch.rebase(state)
+            self.flag = self.p.flag()
         elif not self.driving:
-            why = self.watch.update(state, gripper)
+            asks = self._asks_for_help(stamp)
+            why = self.watch.update(state, gripper) or ('uncertain' if asks else None)
             if why and self._countdown < 0 and self.takeovers < self.p.max_takeovers:
                 self.reason, self._countdown = why, self.p.reaction_steps
             if self._countdown == 0:

@@ -5,7 +5,8 @@
     python -m hapo_sim.operator_node --ros-args -p task:=lift -p axis_map:="[1,0,4,6,7,3]"
 
 Subscribed: ``hapo/episode`` (START: a new episode and its seed), ``robot/object_state`` (one answer per
-observation stamp), ``hapo/cmd`` (the executed commands the predicates read). Published: ``joy``
+observation stamp), ``hapo/cmd`` (the executed commands the predicates read), with ``ask_for_help``
+``hapo/policy/entropy``. Published: ``joy``
 (sensor_msgs/Joy stamped with the observation it answers: deadman up while watching, held with the expert's
 action while driving), the last message again at ``keepalive_hz``, and ``hapo/operator`` (JSON per takeover and
 hand-back: event, seed, step, stamp_ns, reason). The mux must run with ``lockstep_operator:=true`` and the same
@@ -49,7 +50,9 @@ class OperatorNode(Node):
         self.get_logger().info(
             f'operator for {p.task}: takes over after {p.stall_steps} steps without progress, a grasp over '
             f'{p.grasp_far_m} m from the object, a drop of {p.drop_m} m or a drift of {p.drift_m} m, '
-            f'{p.reaction_steps} steps later; hands back at phase {self.logic.handback_phase!r}; at most '
+            f'{p.reaction_steps} steps later'
+            + (f', or when the policy asks for help (entropy over {p.uncertain_threshold} nats)' if p.ask_for_help
+               else '') + f'; hands back at phase {self.logic.handback_phase!r}; at most '
             f'{p.max_takeovers} per episode; waiting for the mux to subscribe {topics.JOY}')
 
     def _publish(self, messages) -> None:
@@ -73,6 +76,9 @@ class OperatorNode(Node):
                 self.create_subscription(JointState, topics.OBJECT_STATE, self._on_state, 10)
                 self.create_subscription(JointState, topics.CMD, self._on_cmd, QoSProfile(
                     depth=100, reliability=ReliabilityPolicy.RELIABLE))
+                if self.p.ask_for_help:
+                    self.create_subscription(JointState, topics.POLICY_ENTROPY, self._on_entropy, QoSProfile(
+                        depth=100, reliability=ReliabilityPolicy.RELIABLE))
                 self.get_logger().info(f'the mux listens on {topics.JOY}: taking episodes from {topics.EPISODE}')
 
     def _on_episode(self, msg: String) -> None:
@@ -96,6 +102,12 @@ class OperatorNode(Node):
             self.get_logger().warning(f'ignored bad {topics.CMD}: {exc}', throttle_duration_sec=2.0)
             return
         self._publish(self.logic.executed(step))
+
+    def _on_entropy(self, msg: JointState) -> None:
+        if not msg.position:  # non-finite values pass: the flag keeps its state on them, as policy_node's does
+            self.get_logger().warning(f'ignored bad {topics.POLICY_ENTROPY}: no values', throttle_duration_sec=2.0)
+            return
+        self._publish(self.logic.entropy(to_ns(msg.header.stamp), msg.position))
 
     def on_exit(self) -> None:
         print(f'operator_node: {self.logic.counts}', file=sys.stderr)

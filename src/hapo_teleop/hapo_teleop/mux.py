@@ -216,7 +216,12 @@ class MuxLogic:
         return self.joy.stamp_ns >= stamp_ns
 
     def _take_policy(self, now_ns: int, policy: PolicyInput) -> None:
-        if self.policy is not None and policy.stamp_ns <= self.policy.stamp_ns:
+        if self.policy is not None and policy.stamp_ns == self.policy.stamp_ns:
+            # the policy answered a republished observation again: it is alive and its proposal current (else a
+            # proposal that went stale waiting for the operator's answer would hold the sim for ever)
+            self.policy_recv_ns = now_ns
+            return
+        if self.policy is not None and policy.stamp_ns < self.policy.stamp_ns:
             self.counts['late_policy_actions'] += 1
             return
         self.policy, self.policy_recv_ns = policy, now_ns
