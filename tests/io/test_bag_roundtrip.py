@@ -147,6 +147,21 @@ def test_unreadable_bag_is_bag_error(tmp_path):
         read_episode(tmp_path / 'missing')
 
 
+def test_changed_payload_bytes_are_bag_error(tmp_path):
+    """rosbags writes no chunk CRCs, so a flipped byte in an image decodes as a wrong sample: the writer's
+    payload CRC-32 in metadata.yaml catches it (issue 14, hostile files)."""
+    path, custom = write_episode(tmp_path)
+    f = next(path.glob('*.mcap'))
+    data = bytearray(f.read_bytes())
+    at = data.index(bytes([7]) * 12)  # inside the 8th image (image(stamp, 7) is filled with 7)
+    data[at:at + 4] = b'\xff' * 4
+    f.write_bytes(bytes(data))
+    assert Reader(path) and len(list(make_reader(f.open('rb')).iter_messages())) > 0  # both readers still accept it
+    with pytest.raises(BagError, match=r'_ep0001_lift: corrupt bag \(message payloads fail the CRC-32'):
+        read_episode(path)
+    assert isinstance(custom['payload_crc32'], int)
+
+
 CRASH = textwrap.dedent('''
     import os, signal, sys
     sys.path.insert(0, sys.argv[2])

@@ -131,6 +131,18 @@ def test_refuses_weights_of_another_shape(policy, tmp_path):
         VlaPolicy.from_pretrained(path)
 
 
+def test_refuses_nan_weights(policy, tmp_path):
+    """Argmax over NaN logits still gives valid-looking action tokens: a NaN weight must be refused at load."""
+    from safetensors.torch import load_file, save_file
+    path = policy.save_pretrained(tmp_path / 'ck')
+    weights = load_file(str(path / 'model.safetensors'))
+    name = sorted(k for k, t in weights.items() if t.is_floating_point() and t.ndim == 2)[0]
+    weights[name][0, 0] = float('nan')
+    save_file(weights, str(path / 'model.safetensors'), metadata={'format': 'pt'})
+    with pytest.raises(CheckpointError, match=rf'ck.*weights not finite: {name} holds NaN or inf'):
+        VlaPolicy.from_pretrained(path)
+
+
 def test_save_refuses_non_checkpoint_dir_and_replaces_checkpoint(policy, tmp_path):
     (tmp_path / 'data').mkdir()
     (tmp_path / 'data' / 'keep.txt').write_text('precious')

@@ -132,6 +132,24 @@ def test_cache_round_trip_is_exact(tmp_path, base):
     shutil.rmtree(copy)
 
 
+@pytest.mark.parametrize('damage', ['meta_not_object', 'arrays_cut', 'arrays_missing'])
+def test_damaged_cache_is_one_line_error(tmp_path, base, damage):
+    write_bags(tmp_path / 'bags', n=1)
+    ds = build_dataset([tmp_path / 'bags'], spec(base), cache_dir=tmp_path / 'c', progress=False)
+    arrays = ds.path / 'arrays.safetensors'
+    if damage == 'meta_not_object':
+        (ds.path / 'meta.json').write_text('[2]\n')
+    elif damage == 'arrays_cut':
+        arrays.write_bytes(arrays.read_bytes()[:arrays.stat().st_size // 2])
+    else:
+        from safetensors.numpy import load_file, save_file
+        kept = load_file(str(arrays))
+        del kept['labels']
+        save_file(kept, str(arrays))
+    with pytest.raises(DatasetError, match=rf'dataset cache {ds.path} (unreadable|incomplete).*delete it to rebuild'):
+        PreferenceDataset.load(ds.path)
+
+
 def test_cli(tmp_path, base, capsys):
     write_bags(tmp_path / 'bags', n=1)
     ckpt = tmp_path / 'ckpt'

@@ -92,6 +92,7 @@ class VlaPolicy:
             model, processor = openvla.load(path, tokenizer, device, dtype, trust_remote_code)
         else:
             model, processor = tiny.load(path, tokenizer, device, dtype)
+        _require_finite(path, model)
         return cls(model, tokenizer, checkpoint.policy_id(weights), processor=processor, source=str(path))
 
     def save_pretrained(self, path: str | os.PathLike, run_config: dict[str, Any] | None = None) -> Path:
@@ -220,6 +221,15 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The ForeignVla inside a peft wrapper (LoRA training), or the model itself."""
     get = getattr(model, 'get_base_model', None)
     return get() if get is not None else model
+
+
+@torch.no_grad()
+def _require_finite(path: Path, model: torch.nn.Module) -> None:
+    """CheckpointError naming the first weight holding NaN/inf (such a model still emits valid-looking action
+    tokens: argmax over NaN logits)."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(path, f'weights not finite: {name} holds NaN or inf')
 
 
 def _action_tokenizer(path: Path, body: dict[str, Any], foreign: bool) -> ActionTokenizer:

@@ -182,10 +182,11 @@ def load(path: Path, tokenizer: ActionTokenizer, device: str = 'cpu', dtype: tor
     the config or the tokenizer (``action_stats.json``) does not match the model."""
     try:
         model, info = TinyVla.from_pretrained(path, use_safetensors=True, dtype=dtype or torch.float32,
-                                              output_loading_info=True)
+                                              output_loading_info=True, ignore_mismatched_sizes=True)
     except (OSError, ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(path, f'cannot load weights: {str(exc).strip().splitlines()[0]}') from None
     bad = {k: v for k, v in info.items() if k in ('missing_keys', 'unexpected_keys', 'mismatched_keys') and v}
+    # (ignore_mismatched_sizes: a tensor of another shape is listed here instead of a many-line RuntimeError)
     if bad:
         raise CheckpointError(path, f'weights do not match the config: {_short(bad)}')
     cfg = model.config

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ _YamlLoader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)  # libyaml when pres
 DEFAULT_TOPICS = {role: '/' + name for role, name in (
     ('cmd', tp.CMD), ('episode', tp.EPISODE), ('policy_action', tp.POLICY_ACTION),
     ('entropy', tp.POLICY_ENTROPY), ('joint_states', tp.JOINT_STATES), ('instruction', tp.INSTRUCTION))}
+_JS, _IMAGE, _STRING = 'sensor_msgs/msg/JointState', 'sensor_msgs/msg/Image', 'std_msgs/msg/String'  # role types
 _CAMERA = re.compile(r'^/?(?:.*/)?camera/([^/]+)/image_raw$')
 
 
@@ -180,16 +182,21 @@ def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
     info: dict[str, Any] = {}
     tags: dict[str, Any] | None = None
     by_topic: dict[str, list[tuple[str, int, bytes]]] = {}
+    crc = 0
     try:
         for topic, msgtype, log_ns, raw in records:
+            crc = zlib.crc32(raw, crc)
             if topic == TAG_INFO:
                 info = json.loads(store.deserialize_cdr(raw, msgtype).data)
             elif topic == TAG_LABELS:
                 tags = json.loads(store.deserialize_cdr(raw, msgtype).data)
             else:
                 by_topic.setdefault(topic, []).append((msgtype, log_ns, raw))
-    except (McapError, struct.error, EOFError, OSError, KeyError, json.JSONDecodeError, ValueError) as exc:
+    except (McapError, struct.error, EOFError, OSError, KeyError, json.JSONDecodeError, ValueError,
+            AttributeError) as exc:  # AttributeError: a tag topic recorded with another type
         raise BagError(f'{path}: unreadable bag ({type(exc).__name__}: {exc})') from None
+    if not truncated and meta.get('payload_crc32', crc) != crc:  # bags before the checksum carry none
+        raise BagError(f'{path}: corrupt bag (message payloads fail the CRC-32 of metadata.yaml: changed bytes)')
     if truncated:
         meta = {**info, 'outcome': 'truncated', 'truncated': True}
     topics = {**DEFAULT_TOPICS, **{k: v for k, v in info.get('topics', {}).items() if k != 'cameras'}}
@@ -200,8 +207,16 @@ def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
             cameras[m.group(1) if m else topic] = topic
     skipped: dict[str, int] = {}
 
-    def decoded(role_topic: str) -> Iterator[Any]:
+    wrong = sorted({m for m, _, _ in by_topic.get(topics['cmd'], []) if m != _JS})
+    if wrong:
+        raise BagError(f'{path}: {topics["cmd"]} recorded as {", ".join(wrong)}, not {_JS}: no executed step '
+                       'can be read (corrupt bag or a wrong remapping)')
+
+    def decoded(role_topic: str, want: str = _JS) -> Iterator[Any]:
         for msgtype, _log_ns, raw in by_topic.get(role_topic, []):
+            if msgtype != want:  # recorded with another type (a wrong remapping): counted, never read as ``want``
+                skipped[role_topic] = skipped.get(role_topic, 0) + 1
+                continue
             try:
                 yield store.deserialize_cdr(raw, msgtype)
             except (KeyError, ValueError, struct.error, IndexError):
@@ -230,14 +245,14 @@ def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
     proposal_stamps, proposals = action_track(topics['policy_action'])
     entropy_stamps, entropies = action_track(topics['entropy'])
     events = []
-    for msg in decoded(topics['episode']):
+    for msg in decoded(topics['episode'], _STRING):
         try:
             events.append(decode_event(msg.data))
         except RecordError:
             skipped[topics['episode']] = skipped.get(topics['episode'], 0) + 1
     instruction = str(meta.get('instruction') or info.get('instruction') or '')
     if not instruction:
-        for msg in decoded(topics['instruction']):
+        for msg in decoded(topics['instruction'], _STRING):
             instruction = msg.data
     joint_states = {_header_stamp(m): np.asarray(m.position, dtype=np.float64) for m in decoded(topics['joint_states'])}
     images: dict[str, dict[int, np.ndarray]] = {}
@@ -245,7 +260,7 @@ def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
     for cam, topic in cameras.items():
         images[cam] = {}
         cam_stamps = []
-        for msg in decoded(topic):
+        for msg in decoded(topic, _IMAGE):
             stamp = _header_stamp(msg)
             cam_stamps.append(stamp)
             if decode_images:

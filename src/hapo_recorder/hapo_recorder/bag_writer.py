@@ -6,7 +6,8 @@ Bag layout (``SCHEMA_VERSION`` 1)::
 
     <root>/<YYYYmmdd-HHMMSS>_ep<NNNN>_<task>/
         metadata.yaml            written at close only (custom_data: outcome, task, instruction, k, label counts,
-                                 interventions, per-topic received/written/dropped, policy_id, versions ...)
+                                 interventions, per-topic received/written/dropped, policy_id, versions,
+                                 payload_crc32: CRC-32 over every message payload in file order ...)
         <dirname>.mcap           the recorded topics under their absolute names, plus two tag topics:
           /hapo/tags/episode_info  std_msgs/String JSON, first message: task, instruction, k, demo, topics, ...
                                    (lets a reader rebuild the metadata of a bag cut by a crash)
@@ -24,6 +25,7 @@ import contextlib
 import json
 import re
 import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,7 @@ class EpisodeWriter:
         self.step_stamps_ns: list[int] = []
         self.sources: list[int] = []
         self.driving_steps = 0  # steps of source policy or human
+        self.payload_crc32 = 0  # CRC-32 of every message payload in write order (rosbags writes no chunk CRCs)
         self._writer: Writer | None = None
         self._conns: dict[tuple[str, str], Any] = {}
         self._last_flush_ns = time.monotonic_ns()
@@ -125,7 +128,8 @@ class EpisodeWriter:
         data.update({'schema_version': SCHEMA_VERSION, 'outcome': outcome, 'k': k, 'demo': demo,
                      'steps': len(self.sources), 'driven_steps': driven, 'hold_steps': len(self.sources) - driven,
                      'interventions': len(spans), 'intervention_steps': n_human,
-                     'label_counts': label_counts(labels), 'topics': self.info.get('topics', {}), 'end_ns': end_ns})
+                     'label_counts': label_counts(labels), 'topics': self.info.get('topics', {}), 'end_ns': end_ns,
+                     'payload_crc32': self.payload_crc32})
         data.update(custom or {})
         for key, value in data.items():
             writer.set_custom_data(key, value if isinstance(value, str) else json.dumps(value))
@@ -168,6 +172,7 @@ class EpisodeWriter:
         except (WriterError, KeyError) as exc:
             raise RecorderError(f'cannot record {topic} ({msgtype}) in {self.path}: {exc}') from None
         self.counts[topic] = self.counts.get(topic, 0) + 1
+        self.payload_crc32 = zlib.crc32(data, self.payload_crc32)
         self._chunk_if_full()
 
     def write_string(self, topic: str, log_ns: int, text: str) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from hapo_interfaces.enums import TRAINING_LABELS, ControlSource, Label
@@ -110,18 +111,23 @@ class PreferenceDataset:
         try:
             meta = json.loads((path / 'meta.json').read_text())
             summary = json.loads((path / 'summary.json').read_text())
+            if not isinstance(meta, dict) or not isinstance(summary, dict):
+                raise ValueError('meta.json or summary.json is not a JSON object')
             arrays = load_file(str(path / 'arrays.safetensors'))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             raise DatasetError(f'dataset cache {path} unreadable ({exc}); delete it to rebuild') from None
         if meta.get('cache_version') not in (1, CACHE_VERSION):
             raise DatasetError(f'dataset cache {path} has version {meta.get("cache_version")}, need {CACHE_VERSION}')
-        if 'proposals' not in arrays:  # version 1 kept no proposals: none known (build_dataset keys by version)
+        if 'proposals' not in arrays and 'actions' in arrays:  # version 1 kept no proposals: none known
             arrays['proposals'] = np.full(arrays['actions'].shape, np.nan, np.float32)
-        return cls(images={cam: arrays[f'images/{cam}'] for cam in meta['cameras']}, proprio=arrays['proprio'],
-                   actions=arrays['actions'], proposals=arrays['proposals'], labels=arrays['labels'],
-                   episode=arrays['episode'],
-                   step=arrays['step'], instruction_id=arrays['instruction_id'], instructions=meta['instructions'],
-                   episodes=meta['episodes'], summary=summary, path=path)
+        try:
+            return cls(images={cam: arrays[f'images/{cam}'] for cam in meta['cameras']},
+                       proprio=arrays['proprio'], actions=arrays['actions'], proposals=arrays['proposals'],
+                       labels=arrays['labels'], episode=arrays['episode'], step=arrays['step'],
+                       instruction_id=arrays['instruction_id'], instructions=meta['instructions'],
+                       episodes=meta['episodes'], summary=summary, path=path)
+        except (KeyError, TypeError) as exc:
+            raise DatasetError(f'dataset cache {path} incomplete (no {exc}); delete it to rebuild') from None
 
 
 @dataclass(frozen=True)
