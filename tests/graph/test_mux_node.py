@@ -38,7 +38,7 @@ def test_mux_node_end_to_end(ros_domain, start_node):
         joy.publish(Joy(axes=[0.0, 0.0], buttons=[0] * 11))  # too few axes for the default mapping
         wait_for(lambda: 'Joy has 2 axes, mapping needs 5' in mux.log(), 10, what='a warning on the short Joy')
         policy.publish(fill_action(JointState(), time.time_ns(), [0.5, 0, 0], 'policy'))  # within the 5 s throttle
-        wait_for(lambda: 'action has 3 values' in mux.log(), 10, what='a second, different warning (own throttle)')
+        wait_for(lambda: 'position: 3 values' in mux.log(), 10, what='a second, different warning (own throttle)')
         assert mux.running()
 
         buttons = [0] * 11
@@ -59,6 +59,25 @@ def test_mux_node_end_to_end(ros_domain, start_node):
         wait_for(lambda: len(cmds) > n, 15, what='a last hold command on shutdown')
         last = steps()[-1]
         assert last.action[:6] == (0.0,) * 6 and last.action[6] == 1.0  # gripper kept closed
+
+
+def test_mux_node_refuses_an_out_of_range_policy_action(ros_domain, start_node):
+    # the fault matrix (bench/faults_malformed.py) found a policy action of 5.0 executed as it came
+    mux = start_node('hapo_teleop.mux_node', params={'lockstep': False})
+    with RosProbe(ros_domain) as probe:
+        cmds = probe.collect(JointState, topics.CMD, RELIABLE)
+        policy = probe.node.create_publisher(JointState, topics.POLICY_ACTION, 10)
+        wait_for(lambda: len(cmds) > 0 and policy.get_subscription_count() > 0, 20, what='the mux up')
+        for _ in range(20):
+            policy.publish(fill_action(JointState(), time.time_ns(), [5.0, 0, 0, 0, 0, 0, 1.0], 'policy'))
+            time.sleep(0.02)
+        good = time.time_ns()
+        policy.publish(fill_action(JointState(), good, [0.5, 0, 0, 0, 0, 0, 1.0], 'policy'))
+        wait_for(lambda: any(read_step(m).stamp_ns == good for m in list(cmds)), 10, what='the good action passed')
+        assert all(abs(v) <= 1.0 for m in list(cmds) for v in read_step(m).action)
+        warned = [ln for ln in mux.log().splitlines() if 'WARN' in ln and 'hapo/policy/action' in ln]
+        assert len(warned) == 1 and 'position[0] (x) = 5.0: outside [-1, 1]' in warned[0], mux.log()
+        assert mux.running()
 
 
 def test_mux_node_refuses_bad_parameter(start_node):

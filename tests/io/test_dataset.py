@@ -150,6 +150,37 @@ def test_damaged_cache_is_one_line_error(tmp_path, base, damage):
         PreferenceDataset.load(ds.path)
 
 
+def test_bad_and_second_proposals_never_reach_a_sample(tmp_path, base):
+    """A NaN or out-of-range proposal the recorder stored raw is skipped and counted; a second proposal for the same
+    observation (another publisher) does not replace the policy's first."""
+    from train.episode_bags import IMG, JS, MS, T0, _image, _joint_state, step_action
+
+    from hapo_interfaces.enums import ControlSource
+    from hapo_recorder.bag_writer import EpisodeWriter
+    info = {'task': 'lift', 'instruction': 'lift the cube', 'k': 2, 'demo': False, 'policy_id': 'base',
+            'topics': {'cmd': '/hapo/cmd', 'cameras': {CAMERA: f'/camera/{CAMERA}/image_raw'}}}
+    w = EpisodeWriter(tmp_path / 'bags', info)
+    w.open(T0)
+    good, second = np.full(7, 0.1), np.full(7, -0.2)
+    proposals = [[good], [np.full(7, np.nan)], [np.full(7, 5.0)], [good, second], [good]]
+    sources = [1, 1, 1, 2, 1]
+    for i, (props, src) in enumerate(zip(proposals, sources, strict=True)):
+        stamp = T0 + (i + 1) * 50 * MS
+        w.write(f'/camera/{CAMERA}/image_raw', IMG, stamp, _image(stamp, np.full((16, 16, 3), i, np.uint8)))
+        w.write('/robot/joint_states', JS, stamp, _joint_state(stamp, np.zeros(9), names=[f'j{j}' for j in range(9)]))
+        for p in props:
+            w.write('/hapo/policy/action', JS, stamp + 1, _joint_state(stamp, p, 'policy'))
+        action = step_action(src, i, np.random.default_rng(i))
+        w.write('/hapo/cmd', JS, stamp + 2, _joint_state(stamp, action, ControlSource(src).wire))
+        w.add_step(stamp, src)
+    w.close('success')
+    ds = build_dataset([tmp_path / 'bags'], spec(base, K=1), method=None, cache_dir=tmp_path / 'c', progress=False)
+    by_step = {int(s): ds.proposals[r] for r, s in enumerate(ds.step)}
+    assert np.isnan(by_step[1]).all() and np.isnan(by_step[2]).all()  # none known: not a wrong number
+    np.testing.assert_allclose(by_step[3], good)  # the correction pairs with the policy's own proposal
+    assert ds.summary['malformed_messages'] == {'/hapo/policy/action': 2}
+
+
 def test_cli(tmp_path, base, capsys):
     write_bags(tmp_path / 'bags', n=1)
     ckpt = tmp_path / 'ckpt'

@@ -83,7 +83,7 @@ def write_episode(root, index, instruction, policy_id, outcome, sources, no_prop
         if i not in lost:
             w.write('/robot/joint_states', JS, stamp, _joint_state(stamp, [0.1 * i, -0.2 * i, 0.3]))
         if i < len(sources) and i not in no_proposal:
-            w.write('/hapo/policy/action', JS, stamp + 1, _joint_state(stamp, [0.01 * i + d for d in range(7)]))
+            w.write('/hapo/policy/action', JS, stamp + 1, _joint_state(stamp, [0.01 * i + 0.1 * d for d in range(7)]))
         if i < len(sources):
             w.write('/hapo/cmd', JS, stamp + 2, _joint_state(stamp, [0.5 * i - d for d in range(7)],
                                                              ControlSource(sources[i]).wire))

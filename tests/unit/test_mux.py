@@ -271,3 +271,24 @@ def test_a_silent_operator_holds_nothing_up():
     plain.step(0, obs_stamp_ns=100)
     plain.step(0, joy=stamped(joy(), 50))
     assert sources(plain.step(1 * MS, policy=PolicyInput(100, A))) == [S.POLICY]
+
+
+@pytest.mark.parametrize('good_joy_returns', [False, True])
+def test_lockstep_a_hold_for_a_malformed_joy_leaves_the_observation_to_answer(good_joy_returns):
+    # a lockstep sim does not step on a hold: the observation held on must still get a driving answer (the fault
+    # matrix, bench/faults_malformed.py, found the graph stuck for ever: the hold marked it answered and the
+    # policy's proposal for it was refused after the hand-back)
+    m = mux()
+    m.step(0, obs_stamp_ns=100)
+    assert sources(m.step(1 * MS, joy=joy(deadman=True, x=0.8))) == [S.HUMAN]  # takes over: answers 100
+    m.step(3 * MS, obs_stamp_ns=200)
+    assert m.step(4 * MS, joy=joy(deadman=True, x=0.8, n_axes=2)).commands == []  # bad: holds on the ticks only
+    assert sources(m.step(5 * MS, tick=True)) == [S.NONE]
+    if good_joy_returns:
+        d = m.step(6 * MS, joy=joy(deadman=True, x=0.8))
+        d = d if d.commands else m.step(7 * MS, tick=True)
+        assert [(c.stamp_ns, c.source) for c in d.commands] == [(200, S.HUMAN)]
+    else:
+        assert E.INTERVENTION_END in events(m.step(600 * MS, tick=True))  # the last good Joy went stale
+        d = m.step(610 * MS, policy=PolicyInput(200, A))  # the policy answers the republished observation
+        assert [(c.stamp_ns, c.source) for c in d.commands] == [(200, S.POLICY)]

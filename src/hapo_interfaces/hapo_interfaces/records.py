@@ -28,6 +28,9 @@ from hapo_interfaces.enums import ControlSource, EpisodeEvent
 from hapo_interfaces.stamps import fill, to_ns
 from hapo_interfaces.topics import ACTION_DIM, ACTION_DIMS
 
+ACTION_LIMIT = 1.0
+"""Every dimension of an action to execute is a controller input in [-ACTION_LIMIT, ACTION_LIMIT]."""
+
 
 class RecordError(ValueError):
     """A message that does not follow the contract; the text names the field."""
@@ -61,16 +64,20 @@ def fill_action(msg: Any, stamp_ns: int, values: Any, frame_id: str = '') -> Any
     return msg
 
 
-def read_action(msg: Any) -> tuple[float, ...]:
-    """The 7 values of an action-layout JointState; raises RecordError on a bad layout."""
+def read_action(msg: Any, limit: float | None = None) -> tuple[float, ...]:
+    """The 7 values of an action-layout JointState; RecordError naming the field on a bad layout, a non-finite
+    value or (``limit`` given: ``ACTION_LIMIT`` for an action to execute) a value beyond ``[-limit, limit]``."""
     position = tuple(float(v) for v in msg.position)
     if len(position) != ACTION_DIM:
-        raise RecordError(f'action has {len(position)} values, expected {ACTION_DIM} {ACTION_DIMS}')
+        raise RecordError(f'position: {len(position)} values, expected {ACTION_DIM} {ACTION_DIMS}')
     names = tuple(msg.name)
     if names and names != ACTION_DIMS:
-        raise RecordError(f'action names {names} differ from {ACTION_DIMS}')
-    if not all(math.isfinite(v) for v in position):
-        raise RecordError(f'action has non-finite values {position}')
+        raise RecordError(f'name: {names} differ from {ACTION_DIMS}')
+    for i, (dim, v) in enumerate(zip(ACTION_DIMS, position, strict=True)):
+        if not math.isfinite(v):
+            raise RecordError(f'position[{i}] ({dim}) = {v}: not finite')
+        if limit is not None and abs(v) > limit:
+            raise RecordError(f'position[{i}] ({dim}) = {v}: outside [-{limit:g}, {limit:g}]')
     return position
 
 
@@ -103,12 +110,16 @@ def decode_event(text: str) -> EpisodeMessage:
         raise RecordError(f'episode event is not JSON: {exc}') from None
     if not isinstance(body, dict):
         raise RecordError('episode event must be a JSON object')
+    name = body.pop('event', None)
+    if str(name).upper() not in EpisodeEvent.__members__:
+        raise RecordError(f"episode event field 'event': {name!r} is not one of "
+                          f'{[e.name.lower() for e in EpisodeEvent]}')
+    event = EpisodeEvent[str(name).upper()]
     try:
-        event = EpisodeEvent[str(body.pop('event')).upper()]
         stamp_ns = int(body.pop('stamp_ns'))
         origin = str(body.pop('origin', ''))
     except KeyError as exc:
-        raise RecordError(f'episode event field {exc} missing or unknown') from None
+        raise RecordError(f'episode event field {exc} missing') from None
     except (TypeError, ValueError) as exc:
         raise RecordError(f'episode event field invalid: {exc}') from None
     return EpisodeMessage(event, stamp_ns, origin, body)

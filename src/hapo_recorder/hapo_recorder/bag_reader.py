@@ -32,7 +32,7 @@ from mcap.stream_reader import StreamReader
 
 from hapo_interfaces import topics as tp
 from hapo_interfaces.images import ImageError, to_array
-from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, read_action, read_step
+from hapo_interfaces.records import ACTION_LIMIT, EpisodeMessage, RecordError, decode_event, read_action, read_step
 from hapo_interfaces.stamps import to_ns
 from hapo_recorder.bag_writer import TAG_INFO, TAG_LABELS, typestore
 from hapo_recorder.episode import intervention_spans
@@ -232,17 +232,17 @@ def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
     actions = np.array([s.action for s in steps], dtype=np.float32).reshape(-1, 7)  # (N, 7)
     sources = np.array([int(s.source) for s in steps], dtype=np.int8)  # (N,)
 
-    def action_track(topic: str) -> tuple[np.ndarray, np.ndarray]:
+    def action_track(topic: str, limit: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         rows = []
         for msg in decoded(topic):
             try:
-                rows.append((_header_stamp(msg), read_action(msg)))
+                rows.append((_header_stamp(msg), read_action(msg, limit)))
             except RecordError:
                 skipped[topic] = skipped.get(topic, 0) + 1
         return (np.array([r[0] for r in rows], dtype=np.int64),  # (M,)
                 np.array([r[1] for r in rows], dtype=np.float32).reshape(-1, 7))  # (M, 7)
 
-    proposal_stamps, proposals = action_track(topics['policy_action'])
+    proposal_stamps, proposals = action_track(topics['policy_action'], ACTION_LIMIT)  # as the mux refuses them
     entropy_stamps, entropies = action_track(topics['entropy'])
     events = []
     for msg in decoded(topics['episode'], _STRING):

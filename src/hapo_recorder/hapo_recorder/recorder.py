@@ -44,6 +44,7 @@ from hapo_recorder.params import RecorderParams
 CRITICAL_ROLES = ('episode', 'cmd')
 DRIVING = (ControlSource.POLICY, ControlSource.HUMAN)
 PREROLL = 64  # stamped messages kept while no episode admits them (about 0.3 s of the deploy graph)
+WARN_PERIOD_S = 5.0  # at most one warning per topic and kind in this time (a stream of bad messages: one line)
 
 
 def software_version() -> str:
@@ -87,6 +88,24 @@ def header_stamp_ns(raw: bytes | memoryview) -> int | None:
     return sec * 1_000_000_000 + nanosec
 
 
+class Throttle:
+    """At most one line per key every ``period_s``; ``__call__`` says whether one may go now (with how many were
+    held back since the last), else None."""
+
+    def __init__(self, period_s: float = WARN_PERIOD_S, clock: Callable[[], float] = time.monotonic):
+        self.period_s, self.clock = period_s, clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int | None:
+        now = self.clock()
+        if key in self._last and now - self._last[key] < self.period_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
 class Recorder:
     """Owns the queue, the writer thread and the open episode; thread-safe ``offer`` and ``snapshot``."""
 
@@ -115,6 +134,7 @@ class Recorder:
         self.policy_id = params.policy_id  # replaced by what the policy node announces on hapo/policy/id
         self._opened_at: dict[str, tuple[int, int]] = {}
         self._last_log_ns = 0
+        self._throttle = Throttle()
         self._stop = object()
         self._thread = threading.Thread(target=self._run, name='recorder-writer', daemon=True)
 
@@ -189,7 +209,7 @@ class Recorder:
             except (RecordError, ValueError, KeyError, struct.error) as exc:
                 with self._lock:
                     st.malformed += 1
-                self.log('warn', f'malformed episode event on {topic} dropped: {exc}')
+                self._warn(topic, f'malformed episode event on {topic} dropped: {exc}')
                 return
             terminal = event.event.terminal
             if terminal:
@@ -245,8 +265,13 @@ class Recorder:
         except (RecordError, ValueError, KeyError, struct.error) as exc:
             with self._lock:
                 self.stats[spec.topic].malformed += 1
-            self.log('warn', f'malformed executed step on {spec.topic} recorded but not tagged: {exc}')
+            self._warn(spec.topic, f'malformed executed step on {spec.topic} recorded but not tagged: {exc}')
             return None
+
+    def _warn(self, key: str, text: str) -> None:
+        held = self._throttle(key)
+        if held is not None:
+            self.log('warn', text + (f' ({held} more since the last warning)' if held else ''))
 
     def _replay_preroll(self, start_ns: int) -> None:
         """Record the pre-roll messages stamped at or after the episode's start, in arrival order."""

@@ -7,8 +7,10 @@ STOPPED (e-stop, latched until the reset button). Time is an argument (``now_ns`
 drive it exactly. Fail-safe rules (the failure modes reported for teleop_twist_joy/twist_mux):
 
 - every input is stale until its first message and after its timeout; a Joy message the
-  mapping cannot use counts as absent, and while the human drives it turns their commands into holds until a
-  usable one comes (the last good stick is not replayed; the deadman's timeout still hands back);
+  mapping cannot use counts as absent, and while the human drives it turns their commands into holds (every tick)
+  until a usable one comes (the last good stick is not replayed; the deadman's timeout still hands back); a hold
+  answers no observation, so the human or, after the hand-back, the policy still answers the one it held on;
+- a policy action must be in [-1, 1] per dimension (``records.ACTION_LIMIT``), else it is refused (counted);
 - a hold command goes out on every hand-back, and on *every* tick while no valid source exists
   (not once: a lost message must not leave the robot moving);
 - hold = zero motion with the gripper kept at its last executed value (a zero gripper command
@@ -177,15 +179,13 @@ class MuxLogic:
             if self.mapping.gripper_button in pressed:
                 self.human_gripper = -self.human_gripper
             stamp = self.obs_stamp_ns if self.obs_stamp_ns is not None else now_ns
-            if self._human_due(stamp, tick or entering):
-                if self.joy_bad:  # still the human's turn (no hand-back mid-correction), but no stick to replay
-                    self._emit(out, Command(stamp, (0.0,) * (ACTION_DIM - 1) + (self.human_gripper,),
-                                            ControlSource.NONE))
-                    self.counts['hold_commands'] += 1
-                else:
-                    action = (*self.mapping.motion(self.joy), self.human_gripper)
-                    self._emit(out, Command(stamp, action, ControlSource.HUMAN))
-                    self.counts['human_commands'] += 1
+            if self.joy_bad:  # still the human's turn (no hand-back mid-correction), but no stick to replay
+                if tick or entering:  # a hold answers no observation (a lockstep sim waits for a driving one)
+                    self._hold(out, now_ns, ControlSource.NONE)
+            elif self._human_due(stamp, tick or entering):
+                action = (*self.mapping.motion(self.joy), self.human_gripper)
+                self._emit(out, Command(stamp, action, ControlSource.HUMAN))
+                self.counts['human_commands'] += 1
         elif resend and not entering and self.acted_stamp_ns == self.last_policy.stamp_ns:
             self._emit(out, self.last_policy)  # the sim asks again: the answer it did not get
             self.counts['policy_resent'] += 1

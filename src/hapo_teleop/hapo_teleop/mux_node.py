@@ -23,14 +23,22 @@ from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 
 from hapo_interfaces import topics
-from hapo_interfaces.records import EpisodeMessage, ExecutedStep, RecordError, encode_event, fill_step, read_action
+from hapo_interfaces.records import (
+    ACTION_LIMIT,
+    EpisodeMessage,
+    ExecutedStep,
+    RecordError,
+    encode_event,
+    fill_step,
+    read_action,
+)
 from hapo_interfaces.stamps import to_ns
 from hapo_interfaces.timing import LatencyWindow
 from hapo_ros.diagnostics import diagnostic_array, diagnostic_status
 from hapo_ros.main import run_node
 from hapo_ros.parameters import declare
 from hapo_teleop.joy_mapping import joy_input
-from hapo_teleop.mux import Decision, MuxLogic, MuxParams, PolicyInput
+from hapo_teleop.mux import Decision, Mode, MuxLogic, MuxParams, PolicyInput
 
 RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Every executed step must reach the recorder: reliable with room for a burst.
@@ -65,7 +73,7 @@ class MuxNode(Node):
     def on_policy(self, msg: JointState) -> None:
         t0 = time.perf_counter()
         try:
-            action = read_action(msg)
+            action = read_action(msg, ACTION_LIMIT)  # a value beyond it is not executed: refused, counted
         except RecordError as exc:
             self.bad_policy += 1
             self.get_logger().warning(f'{topics.POLICY_ACTION}: {exc}', throttle_duration_sec=5.0)
@@ -79,8 +87,8 @@ class MuxNode(Node):
         bad = self.logic.counts['bad_joy_messages']
         self.publish(self.logic.step(self.now_ns(), joy=joy_input(msg.axes, msg.buttons, to_ns(msg.header.stamp))))
         if self.logic.counts['bad_joy_messages'] > bad:
-            self.get_logger().warning(f'{topics.JOY}: {self.logic.last_joy_error}; the arm holds',
-                                      throttle_duration_sec=5.0)
+            effect = 'the arm holds' if self.logic.mode is Mode.HUMAN else 'ignored'
+            self.get_logger().warning(f'{topics.JOY}: {self.logic.last_joy_error}; {effect}', throttle_duration_sec=5.0)
 
     def on_joint_states(self, msg: JointState) -> None:
         # a new observation: a stamped Joy that already answers it goes out at once (lockstep)

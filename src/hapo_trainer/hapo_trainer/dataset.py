@@ -273,6 +273,7 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
     instructions: list[str] = []
     episodes: list[str] = []
     relabelled_steps = human_steps = 0
+    malformed: dict[str, int] = {}  # messages per topic the bag reader skipped (never in a sample)
     for path in tqdm(paths, desc='dataset', unit='bag', disable=not progress):
         try:
             ep = read_episode(path, decode_images=True)
@@ -293,7 +294,11 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
             instructions.append(ep.instruction)
         ei = len(episodes)
         episodes.append(str(path))
-        proposal = {int(t): ep.proposals[k] for k, t in enumerate(ep.proposal_stamps_ns.tolist())}
+        proposal: dict[int, np.ndarray] = {}  # the first for a stamp: a second publisher cannot replace it
+        for k, t in enumerate(ep.proposal_stamps_ns.tolist()):
+            proposal.setdefault(int(t), ep.proposals[k])
+        for topic, n_bad in ep.skipped.items():
+            malformed[topic] = malformed.get(topic, 0) + n_bad
         for i, frames, js in rows['keep']:
             for cam in spec.cameras:
                 images[cam].append(ep.images[cam][frames[cam]])
@@ -321,7 +326,8 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
     n_policy_or_human = sum(counts.values())
     ds.summary = {
         'samples': n, 'classes': counts, 'drops': dict(sorted(drops.items())), 'bags': len(paths),
-        'episodes_used': len(episodes), 'skipped_bags': skipped, 'relabelled_undesirable_steps': relabelled_steps,
+        'episodes_used': len(episodes), 'skipped_bags': skipped, 'malformed_messages': dict(sorted(malformed.items())),
+        'relabelled_undesirable_steps': relabelled_steps,
         'intervention_ratio': (counts['correction'] / n_policy_or_human) if n_policy_or_human else 0.0,
         'human_steps_in_bags': human_steps, 'options': spec.options(),
         'paired_corrections': ds.paired_corrections(),
