@@ -28,12 +28,13 @@ QUICK = {
     'bench_servo.py': ['--quick'],
     'faults.py': ['--quick'],  # the fault matrix (issue 14): fails when the graph does not recover from a kill
     'faults_files.py': ['--quick'],  # its hostile-files group: fails on a traceback, an unpickle, a silent accept
+    'faults_resources.py': ['--quick'],  # full disk, two runs on one directory: fails on a traceback or a lost run
     'faults_malformed.py': ['--quick'],  # its malformed-messages group: fails on a crash, a bad command, log floods
 }
 
 
 def test_every_bench_is_listed():
-    faults = {'faults.py', 'faults_files.py', 'faults_malformed.py'}
+    faults = {'faults.py', 'faults_files.py', 'faults_malformed.py', 'faults_resources.py'}
     assert {p.name for p in BENCH.glob('bench_*.py')} | faults == set(QUICK)
 
 

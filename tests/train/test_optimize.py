@@ -222,7 +222,7 @@ def test_two_process_gloo_ddp_matches_single_process(recorded, tmp_path):
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(recorded, tmp_path):
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(recorded, tmp_path, capsys):
     out = tmp_path / 'run'
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
     proc = subprocess.Popen([sys.executable, '-m', 'hapo_trainer.optimize', *_cli(recorded, out, '--steps', '100000',
@@ -232,6 +232,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(recorded, tmp_path):
     while not list((out / 'tb').glob('events*')) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # a few steps
+    assert main(_cli(recorded, out, '--steps', '3')) == 2  # a second run on the same directory is refused
+    assert main(_cli(recorded, out, '--steps', '3', '--resume')) == 2
+    assert f'{out} is in use by another run (pid {proc.pid})' in capsys.readouterr().err
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]

@@ -233,7 +233,11 @@ def build_dataset(bags: Sequence[str | Path], spec: BuildSpec, *, method: str | 
     else:
         ds = _build(paths, spec, log, progress)
         ds.summary['cache_key'] = key
-        ds.save(target)
+        try:
+            ds.save(target)  # atomic: a failed write leaves no entry behind
+        except (OSError, SafetensorError) as exc:
+            raise DatasetError(f'cannot write dataset cache {target}: {getattr(exc, "strerror", None) or exc}'
+                               ) from None
         log(f'dataset: {len(ds)} samples built into {target}')
     if method is not None:
         check_usable(ds, method)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch.optim.lr_scheduler import LambdaLR
 
 from hapo_policy.logprobs import action_logprobs
@@ -52,7 +53,14 @@ from hapo_trainer.algos import METHODS, get_algo
 from hapo_trainer.config import ConfigError, OptimConfig, TrainConfig, dump_yaml, load_config
 from hapo_trainer.dataset import BuildSpec, DatasetError, PreferenceDataset, build_dataset
 from hapo_trainer.steps import MicroBatches, ReferenceCache, TrainTensors, micro_batch_loss
-from hapo_trainer.train_state import ResumeError, latest_checkpoint, load_train_checkpoint, save_train_checkpoint
+from hapo_trainer.train_state import (
+    ResumeError,
+    RunLockedError,
+    latest_checkpoint,
+    load_train_checkpoint,
+    run_lock,
+    save_train_checkpoint,
+)
 
 
 @dataclass(frozen=True)
@@ -380,6 +388,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve_config(args)
     except ConfigError as exc:
         return fail(str(exc))
+    with contextlib.ExitStack() as held:
+        if world.main:
+            try:
+                held.enter_context(run_lock(out))
+            except RunLockedError as exc:
+                return fail(str(exc))
+        return _optimize(args, cfg, world, out, fail)
+
+
+def _optimize(args: argparse.Namespace, cfg: TrainConfig, world: World, out: Path, fail: Callable[..., int]) -> int:
+    """``main`` once the run directory is held."""
     if not args.resume and world.main and latest_checkpoint(out) is not None:
         return fail(f'{out} already holds a run; pass --resume to continue it or choose another --out')
     device = cfg.model.device
@@ -421,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
                            log=log)
         except ResumeError as exc:
             return fail(str(exc))
+        except (OSError, SafetensorError) as exc:  # disk full while saving: the partial is gone, older ones stand
+            last = latest_checkpoint(out)
+            where = getattr(exc, 'filename', None) or out
+            return fail(f'cannot write {where}: {getattr(exc, "strerror", None) or exc}; '
+                        + (f'{last} is the latest loadable checkpoint (free space, then --resume)' if last else
+                           'no checkpoint was saved'))
         except KeyboardInterrupt:  # a second Ctrl-C: gave up at once
             return fail('interrupted twice; nothing saved since the last checkpoint', 130)
         if result.interrupted:

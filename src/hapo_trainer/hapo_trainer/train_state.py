@@ -15,7 +15,11 @@ The directory is assembled beside it (``.step-000100.<random>.partial``) and ren
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +30,34 @@ from hapo_policy.checkpoint import atomic_dir
 
 STATE_TENSORS = 'train_state.safetensors'
 STATE_JSON = 'train_state.json'
+LOCK_FILE = '.optimize.lock'
 
 
 class ResumeError(RuntimeError):
     """No usable checkpoint to resume from; the text names the directory."""
+
+
+class RunLockedError(RuntimeError):
+    """Another run holds the run directory; the text names it and the holder's pid."""
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.optimize.lock`` for the block, so that two runs never write one directory; the kernel drops
+    the lock when its holder exits, kill -9 included (nothing stale to clean up)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / LOCK_FILE).open('a+') as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or '?'
+            raise RunLockedError(f'{out} is in use by another run (pid {holder}); wait for it to end or choose '
+                                 'another --out') from None
+        f.truncate(0)
+        f.write(f'{os.getpid()}\n')
+        f.flush()
+        yield
 
 
 def save_train_checkpoint(path: Path, save_policy: Any, trainable: dict[str, torch.Tensor],
