@@ -57,11 +57,12 @@ def test_parameters_are_checked_in_one_line():
 def test_an_observation_waits_for_its_start_and_for_the_previous_command():
     op = SimOperator(OperatorParams(axis_map=AXES))
     far = state([0, 0, 1.0], [0, 0, 0.8])
-    assert op.observe(100, far) == []  # START unknown
+    assert op.observe(100, far) == [] and op.waiting() == 'observation 100 waits for its START'
     (msg,) = op.event(EpisodeMessage(E.START, 90, 'sim', {'seed': 3}))
     assert msg.stamp_ns == 100 and msg.buttons[DEADMAN] == 0  # watching: deadman up
     assert op.observe(100, far) == [msg]  # re-sent: the same answer
     assert op.observe(200, far) == []  # the command executed for 100 has not come yet
+    assert op.waiting() == 'observation 200 waits for the command executed for 100'
     (msg,) = op.executed(ExecutedStep(100, (0,) * 6 + (1.0,), S.POLICY))
     assert msg.stamp_ns == 200 and op.watch._closest < 1  # answered now, with the policy closing the gripper
     op.executed(ExecutedStep(200, (0,) * 6 + (1.0,), S.POLICY))
@@ -81,6 +82,7 @@ def test_asking_for_help_waits_for_the_entropy_of_each_watched_observation_and_t
     assert len(op.observe(100, near)) == 1 and not op.flag.raised
     op.executed(ExecutedStep(100, (0,) * 6 + (-1.0,), S.POLICY))
     assert op.observe(200, near) == []  # watching: the policy's entropy for 200 is needed first
+    assert op.waiting() == "observation 200 waits for the policy's entropy (the newest taken: 100)"
     (msg,) = op.entropy(200, unsure)  # the flag rises: the policy asks for help; one step of reaction
     assert msg.stamp_ns == 200 and msg.buttons[DEADMAN] == 0 and op.flag.raised and op.reason == 'uncertain'
     assert op.entropy(200, calm) == []  # a repeat (republished observation) keeps the first
@@ -90,7 +92,18 @@ def test_asking_for_help_waits_for_the_entropy_of_each_watched_observation_and_t
     assert msg.buttons[DEADMAN] == 1 and [(t.event, t.reason) for t in op.log] == [('takeover', 'uncertain')]
     op.executed(ExecutedStep(300, (0,) * 7, S.HUMAN))
     assert len(op.observe(400, near)) >= 1, 'driving, it waits for no entropy'
+    assert op.waiting() == 'nothing'
     assert op.counts['takeover_uncertain'] == 1
+    ended = SimOperator(OperatorParams(axis_map=AXES, ask_for_help=True, uncertain_threshold=2.0))
+    ended.event(EpisodeMessage(E.START, 90, 'sim', {'seed': 3}))
+    ended.entropy(100, calm)
+    ended.observe(100, near)
+    ended.executed(ExecutedStep(100, (0,) * 6 + (-1.0,), S.POLICY))
+    assert ended.observe(200, near) == []  # the episode's last observation: the policy skipped it, no entropy comes
+    ended.event(EpisodeMessage(E.SUCCESS, 250, 'sim', {}))
+    ended.event(EpisodeMessage(E.START, 290, 'sim', {'seed': 4}))
+    ended.entropy(300, calm)
+    assert [m.stamp_ns for m in ended.observe(300, near)] == [200, 300], 'the next episode does not wait on it'
     quiet = SimOperator(OperatorParams(axis_map=AXES))  # off: entropies are ignored, never waited for
     quiet.event(EpisodeMessage(E.START, 90, 'sim', {'seed': 3}))
     assert quiet.entropy(100, unsure) == [] and quiet.flag is None and len(quiet.observe(100, near)) == 1

@@ -71,6 +71,7 @@ class PolicyNode(Node):
         self.instruction = self.p.instruction
         self.joints = JointsByStamp(self.p.match_stamps)
         self.bad_frames = self.no_proprio = self.inferences = 0
+        self.last_stamp_ns = -1  # of the newest inference (the exit line names it)
         self.latency = LatencyWindow()
         if self.p.uncertain_hysteresis >= self.p.uncertain_threshold:
             raise ParamError(f'parameter uncertain_hysteresis={self.p.uncertain_hysteresis} must be below '
@@ -131,6 +132,7 @@ class PolicyNode(Node):
             pred = self.policy.predict(frame.images, self.instruction, proprio)
             self.latency.add(time.perf_counter() - start)
             self.inferences += 1
+            self.last_stamp_ns = frame.stamp_ns
             self.pub_action.publish(fill_action(JointState(), frame.stamp_ns, pred.action, 'policy'))
             self.pub_entropy.publish(fill_action(JointState(), frame.stamp_ns, pred.entropy, 'policy'))
             raised = self.uncertain.update(pred.entropy)
@@ -148,6 +150,13 @@ class PolicyNode(Node):
         status = diagnostic_status(f'{self.get_name()}: inference', self.policy.policy_id, values,
                                    OK if trained else WARN, 'ok' if trained else 'untrained model')
         self.pub_diag.publish(diagnostic_array(self.get_clock().now().nanoseconds, status))
+
+    def on_exit(self) -> None:
+        alive = self._worker is not None and self._worker.is_alive()
+        print(f'policy_node: {self.inferences} inferences, {self.frames.received} frames ({self.frames.skipped} '
+              f'skipped, {self.bad_frames} bad, {self.no_proprio} without proprio), the last on {self.last_stamp_ns}, '
+              f'inference thread '
+              f'{"running" if alive else "stopped"}', file=sys.stderr)
 
     def destroy_node(self) -> None:
         self._stop.set()

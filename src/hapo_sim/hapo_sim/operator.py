@@ -171,7 +171,8 @@ class SimOperator:
         self._countdown = -1  # observations left before a pending takeover (-1: none pending)
         self.takeovers = 0  # in this episode
         self.log: list[Takeover] = []  # every takeover and hand-back, in order
-        self.counts = {'answered': 0, 'repeated': 0, 'stale': 0, 'human_steps': 0,
+        self.newest_entropy_ns = -1  # of the entropies taken (a stalled graph's exit line names it)
+        self.counts = {'answered': 0, 'repeated': 0, 'stale': 0, 'human_steps': 0, 'entropies': 0,
                        **{f'takeover_{r}': 0 for r in REASONS}}
 
     def event(self, msg: EpisodeMessage) -> list[JoyInput]:
@@ -191,6 +192,8 @@ class SimOperator:
         if self.flag is None:
             return []
         self._entropy.setdefault(stamp_ns, [float(v) for v in values])
+        self.counts['entropies'] += 1
+        self.newest_entropy_ns = max(self.newest_entropy_ns, stamp_ns)
         return self._drain()
 
     def observe(self, stamp_ns: int, state: dict[str, np.ndarray]) -> list[JoyInput]:
@@ -208,6 +211,22 @@ class SimOperator:
         """``observe`` for the fields of a ``robot/object_state`` JointState."""
         return self.observe(stamp_ns, unflatten_state(list(names), list(values)))
 
+    def waiting(self) -> str:
+        """What the oldest unanswered observation waits for (a stalled graph's exit line names it)."""
+        if not self._queue:
+            return 'nothing'
+        stamp = self._queue[0][0]
+        episode = self.episodes.episode_of(stamp)
+        if episode is None:
+            why = 'its START'
+        elif episode == self._episode and self._prev_ns is not None and self._prev_ns not in self._gripper:
+            why = f'the command executed for {self._prev_ns}'
+        elif self._needs_entropy(stamp):
+            why = f"the policy's entropy (the newest taken: {self.newest_entropy_ns})"
+        else:
+            why = 'nothing'
+        return f'observation {stamp} waits for {why}'
+
     def _drain(self) -> list[JoyInput]:
         out: list[JoyInput] = []
         while self._queue:
@@ -219,11 +238,17 @@ class SimOperator:
                 self._begin(episode)
             elif self._prev_ns is not None and self._prev_ns not in self._gripper:
                 break  # the command for the previous observation has not come yet
-            if self.flag is not None and not self.driving and stamp not in self._entropy:
+            if self._needs_entropy(stamp):
                 break  # watching, asking for help: the policy's entropy for this observation has not come yet
             self._queue.pop(0)
             out += self._answer(stamp, state, self._gripper.get(self._prev_ns))
         return out
+
+    def _needs_entropy(self, stamp: int) -> bool:
+        """Whether the oldest observation ``stamp`` waits for the policy's entropy: watching, asking for help, none
+        came yet, and no newer observation is queued. A newer one means the sim went on without this answer (the
+        last observation of an episode, followed by the next episode's first): the policy may never infer on it."""
+        return self.flag is not None and not self.driving and stamp not in self._entropy and len(self._queue) == 1
 
     def _begin(self, episode: tuple[int, int]) -> None:
         self._episode, self._prev_ns, self.steps = episode, None, 0
@@ -234,8 +259,8 @@ class SimOperator:
         self._entropy = {s: e for s, e in self._entropy.items() if s > episode[0]}
 
     def _asks_for_help(self, stamp: int) -> bool:
-        """Whether the policy's flag rises with its entropy for the observation stamped ``stamp``."""
-        if self.flag is None:
+        """Whether the policy's flag rises with its entropy for the observation stamped ``stamp`` (none: no)."""
+        if self.flag is None or stamp not in self._entropy:
             return False
         was = self.flag.raised
         return self.flag.update(self._entropy[stamp]) and not was

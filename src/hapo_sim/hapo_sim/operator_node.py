@@ -110,7 +110,7 @@ class OperatorNode(Node):
         self._publish(self.logic.entropy(to_ns(msg.header.stamp), msg.position))
 
     def on_exit(self) -> None:
-        print(f'operator_node: {self.logic.counts}', file=sys.stderr)
+        print(f'operator_node: {self.logic.counts}; {self.logic.waiting()}', file=sys.stderr)
 
 
 def main(args=None) -> int:

@@ -112,6 +112,7 @@ class MuxNode(Node):
 
     def on_exit(self) -> None:
         """Leave the robot safe: one last hold command (zero motion, gripper kept)."""
+        print(f'mux_node: {self.logic.mode.value} {self.logic.counts}', file=sys.stderr)
         if not self.context.ok():
             return
         self.publish(Decision(commands=[self.logic.hold(self.now_ns())]))
