@@ -292,3 +292,22 @@ def test_lockstep_a_hold_for_a_malformed_joy_leaves_the_observation_to_answer(go
         assert E.INTERVENTION_END in events(m.step(600 * MS, tick=True))  # the last good Joy went stale
         d = m.step(610 * MS, policy=PolicyInput(200, A))  # the policy answers the republished observation
         assert [(c.stamp_ns, c.source) for c in d.commands] == [(200, S.POLICY)]
+
+
+def test_a_policy_action_stamped_far_from_the_mux_clock_is_refused_and_the_arm_holds():
+    # the fault matrix (bench/faults_stale.py): a starved policy woke up and moved the arm for a scene long gone; a
+    # frozen camera repeating its stamp kept the policy fresh for ever (no hold); a stamp from a clock that jumped
+    # ahead locked every later action out as older
+    m = mux(lockstep=False, policy_timeout_s=0.5)
+    now = 10_000 * MS
+    assert m.step(now, policy=PolicyInput(now - 2000 * MS, A)).commands == []
+    assert m.last_policy_error == 'header.stamp 2.000 s behind the mux clock (policy_timeout_s 0.5): refused'
+    assert m.step(now, policy=PolicyInput(now + 3600 * 10**9, A)).commands == []
+    assert 'ahead of the mux clock' in m.last_policy_error and m.counts['refused_policy_stamps'] == 2
+    assert sources(m.step(now + MS, policy=PolicyInput(now - 10 * MS, B))) == [S.POLICY], 'not locked out'
+    frozen = [m.step(now + i * 100 * MS, policy=PolicyInput(now - 10 * MS, B)).commands for i in range(1, 8)]
+    assert all(c.source is not S.POLICY for cmds in frozen for c in cmds), 'executed once, not again'
+    assert sources(m.step(now + 800 * MS, tick=True)) == [S.NONE], 'the frozen stamp does not keep it fresh'
+    step = mux(lockstep=True, policy_timeout_s=0.5)  # a lockstep sim waits as long as it takes: old stamps are fine
+    assert sources(step.step(now, policy=PolicyInput(now - 2000 * MS, A))) == [S.POLICY]
+    assert step.step(now, policy=PolicyInput(now + 3600 * 10**9, A)).commands == []

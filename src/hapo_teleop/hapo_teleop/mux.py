@@ -11,6 +11,10 @@ drive it exactly. Fail-safe rules (the failure modes reported for teleop_twist_j
   until a usable one comes (the last good stick is not replayed; the deadman's timeout still hands back); a hold
   answers no observation, so the human or, after the hand-back, the policy still answers the one it held on;
 - a policy action must be in [-1, 1] per dimension (``records.ACTION_LIMIT``), else it is refused (counted);
+- a policy action stamped more than ``policy_timeout_s`` ahead of the mux clock is refused (counted: a camera
+  clock that jumped ahead would otherwise lock every later action out as older than it); without ``lockstep``
+  so is one stamped more than ``policy_timeout_s`` before it: computed from a stale observation (a starved
+  policy waking up, a frozen camera repeating its stamp), it would move the arm for a scene long gone;
 - a hold command goes out on every hand-back, and on *every* tick while no valid source exists
   (not once: a lost message must not leave the robot moving);
 - hold = zero motion with the gripper kept at its last executed value (a zero gripper command
@@ -58,7 +62,9 @@ class MuxParams:
 
     control_rate_hz: float = param(50.0, 'rate of the timer that handles staleness and human commands',
                                    unit='Hz', lo=1.0, hi=1000.0, read_only=True)
-    policy_timeout_s: float = param(0.5, 'policy actions older than this are stale: hold is sent instead',
+    policy_timeout_s: float = param(0.5, 'policy actions received longer ago than this are stale: hold is sent '
+                                         'instead; one stamped further ahead of the mux clock, or without '
+                                         'lockstep further behind it, is refused',
                                     unit='s', lo=0.01, hi=10.0, read_only=True)
     joy_timeout_s: float = param(0.5, 'Joy older than this is stale: the human loses control (hand-back)',
                                  unit='s', lo=0.01, hi=10.0, read_only=True)
@@ -143,8 +149,10 @@ class MuxLogic:
         self.gripper = float(params.initial_gripper)
         self.human_gripper = self.gripper
         self.counts = {'policy_forwarded': 0, 'human_commands': 0, 'hold_commands': 0, 'estop_commands': 0,
-                       'late_policy_actions': 0, 'bad_joy_messages': 0, 'interventions': 0, 'policy_resent': 0}
+                       'late_policy_actions': 0, 'bad_joy_messages': 0, 'interventions': 0, 'policy_resent': 0,
+                       'refused_policy_stamps': 0}
         self.last_joy_error = ''
+        self.last_policy_error = ''  # why the newest refused policy action was refused (the node warns with it)
         self.joy_bad = False  # the newest Joy was malformed: while driving, hold instead of replaying the last good
 
     def step(self, now_ns: int, policy: PolicyInput | None = None, joy: JoyInput | None = None,
@@ -216,10 +224,17 @@ class MuxLogic:
         return self.joy.stamp_ns >= stamp_ns
 
     def _take_policy(self, now_ns: int, policy: PolicyInput) -> None:
+        age_s = (now_ns - policy.stamp_ns) / 1e9
+        if -age_s > self.p.policy_timeout_s or (not self.p.lockstep and age_s > self.p.policy_timeout_s):
+            self.counts['refused_policy_stamps'] += 1
+            self.last_policy_error = (f'header.stamp {abs(age_s):.3f} s {"ahead of" if age_s < 0 else "behind"} '
+                                      f'the mux clock (policy_timeout_s {self.p.policy_timeout_s}): refused')
+            return
         if self.policy is not None and policy.stamp_ns == self.policy.stamp_ns:
-            # the policy answered a republished observation again: it is alive and its proposal current (else a
-            # proposal that went stale waiting for the operator's answer would hold the sim for ever)
-            self.policy_recv_ns = now_ns
+            if self.p.lockstep:
+                # the policy answered a republished observation again: it is alive and its proposal current (else
+                # a proposal that went stale waiting for the operator's answer would hold the sim for ever)
+                self.policy_recv_ns = now_ns
             return
         if self.policy is not None and policy.stamp_ns < self.policy.stamp_ns:
             self.counts['late_policy_actions'] += 1

@@ -78,7 +78,11 @@ class MuxNode(Node):
             self.bad_policy += 1
             self.get_logger().warning(f'{topics.POLICY_ACTION}: {exc}', throttle_duration_sec=5.0)
             return
+        refused = self.logic.counts['refused_policy_stamps']
         decision = self.logic.step(self.now_ns(), policy=PolicyInput(to_ns(msg.header.stamp), action))
+        if self.logic.counts['refused_policy_stamps'] > refused:
+            self.get_logger().warning(f'{topics.POLICY_ACTION}: {self.logic.last_policy_error}',
+                                      throttle_duration_sec=5.0)
         self.publish(decision)
         if decision.commands:
             self.latency.add(time.perf_counter() - t0)
