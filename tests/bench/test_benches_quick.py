@@ -30,11 +30,12 @@ QUICK = {
     'faults_files.py': ['--quick'],  # its hostile-files group: fails on a traceback, an unpickle, a silent accept
     'faults_resources.py': ['--quick'],  # full disk, two runs on one directory: fails on a traceback or a lost run
     'faults_malformed.py': ['--quick'],  # its malformed-messages group: fails on a crash, a bad command, log floods
+    'faults_stale.py': ['--quick'],  # its stale-inputs group: fails on no hold in time, a stale command, a lock-out
 }
 
 
 def test_every_bench_is_listed():
-    faults = {'faults.py', 'faults_files.py', 'faults_malformed.py', 'faults_resources.py'}
+    faults = {'faults.py', 'faults_files.py', 'faults_malformed.py', 'faults_resources.py', 'faults_stale.py'}
     assert {p.name for p in BENCH.glob('bench_*.py')} | faults == set(QUICK)
 
 

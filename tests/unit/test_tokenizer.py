@@ -125,6 +125,21 @@ def test_latest_frames_two_cameras_match_stamps():
     assert frames.take(timeout_s=0.0) is None
 
 
+@pytest.mark.parametrize('match_stamps', [True, False])
+def test_latest_frames_start_afresh_when_the_camera_clock_jumps(match_stamps):
+    # the fault matrix (bench/faults_stale.py): one frame stamped 1 h ahead kept every later frame out for good
+    frames = LatestFrames(['a'], match_stamps)
+    img = np.zeros((2, 2, 3), np.uint8)
+    hour, s = 3600 * 10**9, 10**9
+    frames.put('a', 100 * s + hour, img)
+    assert frames.take(timeout_s=0.0).stamp_ns == 100 * s + hour
+    frames.put('a', 100 * s + 50_000_000, img)  # the clock is back
+    assert frames.take(timeout_s=0.0).stamp_ns == 100 * s + 50_000_000 and frames.clock_jumps == 1
+    frames.put('a', 100 * s, img)  # 50 ms older: a late frame, not a jump; never offered
+    late = frames.take(timeout_s=0.0)
+    assert (late is None or late.stamp_ns == 100 * s + 50_000_000) and frames.clock_jumps == 1
+
+
 def test_latest_frames_newest_of_each_uses_oldest_stamp():
     frames = LatestFrames(['a', 'b'], match_stamps=False)
     img = np.zeros((2, 2, 3), np.uint8)

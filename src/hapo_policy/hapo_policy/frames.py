@@ -11,6 +11,10 @@ camera). A ready set that is replaced before it was taken is counted in ``skippe
 - ``match_stamps=False`` (real rig): the newest frame of each camera once all have one; the set's stamp
   is the *oldest* of them, so downstream staleness checks stay conservative.
 
+A frame stamped more than ``CLOCK_JUMP_NS`` before the newest set offered means the camera's clock jumped back
+(or came back from a jump ahead): the frames kept are dropped and it starts afresh (counted in ``clock_jumps``),
+else one frame from a clock that jumped ahead would keep every later one out for good.
+
 Joint states pair with a set by ``stamps.match_stamp`` with no lag (the sim stamps an observation's joint
 state and images alike), waiting up to ``PROPRIO_WAIT_S`` for it; without one (or with ``match_stamps=False``)
 the latest joint state is used, and a missed pairing is counted in ``unmatched``.
@@ -29,6 +33,7 @@ from hapo_interfaces.stamps import match_stamp
 _KEEP = 4  # frames kept per camera while waiting for the other cameras' frame of the same stamp
 _KEEP_JOINTS = 16  # joint states kept by stamp while their images are on the way
 PROPRIO_WAIT_S = 0.05  # how long a frame set waits for the joint state of its own observation
+CLOCK_JUMP_NS = 1_000_000_000  # a frame this much older than the newest set offered: the camera's clock jumped
 PROPRIO_MAX_LAG_NS = 0  # exact stamp only; else the latest joint state (JointsByStamp.for_frame)
 
 
@@ -46,6 +51,7 @@ class LatestFrames:
         self.match_stamps = match_stamps
         self.received = 0  # frames put
         self.skipped = 0  # ready sets replaced by a newer one before inference took them
+        self.clock_jumps = 0  # frames that started afresh (module docstring)
         self._frames: dict[str, dict[int, np.ndarray]] = {c: {} for c in self.cameras}
         self._pending: FrameSet | None = None
         self._last_stamp = -1  # stamp of the newest set made ready; older sets are never offered again
@@ -55,6 +61,10 @@ class LatestFrames:
     def put(self, camera: str, stamp_ns: int, image: np.ndarray) -> None:
         with self._cond:
             self.received += 1
+            if stamp_ns < self._last_stamp - CLOCK_JUMP_NS:
+                self.clock_jumps += 1
+                self._frames = {c: {} for c in self.cameras}
+                self._last_stamp = -1
             frames = self._frames[camera]
             frames[stamp_ns] = image
             for old in sorted(frames)[:-_KEEP]:

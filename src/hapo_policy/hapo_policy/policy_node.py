@@ -142,7 +142,8 @@ class PolicyNode(Node):
     def _publish_diagnostics(self) -> None:
         values = {**{f'latency_{k}': v for k, v in self.latency.summary_ms().items()},
                   'inferences': self.inferences, 'frames_received': self.frames.received,
-                  'frames_skipped': self.frames.skipped, 'bad_frames': self.bad_frames,
+                  'frames_skipped': self.frames.skipped, 'camera_clock_jumps': self.frames.clock_jumps,
+                  'bad_frames': self.bad_frames,
                   'frames_without_proprio': self.no_proprio, 'proprio_unmatched': self.joints.unmatched,
                   'uncertain_steps': self.uncertain_steps,
                   'policy_id': self.policy.policy_id, 'checkpoint': self.policy.source or 'UNTRAINED'}
