@@ -112,7 +112,7 @@ def main() -> int:
     names = [n.name for n in nodes]
     samples: list[dict] = []
     episodes = {'closed': 0, 'steps_in_bags': 0, 'steps_executed': 0, 'steps_lost': 0, 'dropped': 0}
-    exited = None
+    exited, interrupted = None, False
     with RosProbe(domain, 'bench_soak') as probe:
         wire = Wire(probe)
         runner.start()
@@ -146,6 +146,8 @@ def main() -> int:
                     shutil.rmtree(bag)
                 print(f'soak: {samples[-1]["t_s"]:.0f} s, {samples[-1]["steps_per_s"]} steps/s, '
                       f'{episodes["closed"]} episodes, rss {json.dumps(samples[-1]["rss_mb"])}', file=sys.stderr)
+        except KeyboardInterrupt:
+            interrupted = True  # report what was measured
         finally:
             runner.stop()
     judged = [s for s in samples if s['t_s'] >= args.warmup_s]
@@ -161,7 +163,8 @@ def main() -> int:
               'samples': len(samples), 'judged_samples': len(judged), 'memory': memory,
               'rate_steps_per_s': {'median': statistics.median(rates), 'min': min(rates),
                                    'cv': round(statistics.pstdev(rates) / statistics.mean(rates), 3)} if rates else {},
-              'episodes': episodes, 'exited': exited, 'series': samples}
+              'episodes': episodes, 'exited': exited, 'series': samples,
+              **({'interrupted': True} if interrupted else {})}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + '\n')
@@ -171,6 +174,7 @@ def main() -> int:
     failed += [f'{episodes[k]} {k.replace("_", " ")}' for k in ('steps_lost', 'dropped') if episodes[k]]
     failed += [exited] if exited else []
     failed += [] if judged else ['no sample after the warm-up']
+    failed += ['interrupted'] if interrupted else []
     if failed:
         print(f'soak: goal missed: {"; ".join(failed)}', file=sys.stderr)
         return 1

@@ -7,7 +7,8 @@
 The JSON is a list of episodes ``{"task", "demo", "sources": "PPHH.", "end": "success"|"failure"|"abort"|null,
 "period_s", "image_px"}``; per step it publishes a camera image, joint states, the policy action and entropy, then the
 executed step on hapo/cmd (source from the script), plus intervention start/end events at HUMAN run edges,
-as the mux does. With a second argument it writes the last /diagnostics it saw as JSON there.
+as the mux does, and relays START and end events onto hapo/episode/latest as sim_node does. With a second
+argument it writes the last /diagnostics it saw as JSON there.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from hapo_interfaces import topics as tp
 from hapo_interfaces.enums import ControlSource, EpisodeEvent
 from hapo_interfaces.images import fill_image
 from hapo_interfaces.records import EpisodeMessage, ExecutedStep, encode_event, fill_action, fill_step
+from hapo_ros.episode_latest import relay_latest_episode
 
 SRC = {'P': ControlSource.POLICY, 'H': ControlSource.HUMAN, '.': ControlSource.NONE, 'S': ControlSource.STOPPED}
 
@@ -46,6 +48,7 @@ def main() -> int:
             'joints': node.create_publisher(JointState, tp.JOINT_STATES, qos_profile_sensor_data),
             'image': node.create_publisher(Image, tp.camera_topic('agentview'), qos_profile_sensor_data),
             'instruction': node.create_publisher(String, tp.INSTRUCTION, latched)}
+    relay_latest_episode(node)  # as sim_node does: a recorder restarted mid-episode resumes it
     last_diag: list = []
     node.create_subscription(DiagnosticArray, tp.DIAGNOSTICS, lambda m: last_diag.append(m), 10)
     deadline = time.monotonic() + 20.0

@@ -124,6 +124,41 @@ def test_kill9_leaves_truncated_readable_bag(start_node, tmp_path):
     assert 'outcome=truncated (truncated' in out and f'steps={n}' in out
 
 
+def test_a_recorder_restarted_mid_episode_continues_it_in_a_linked_bag(start_node, tmp_path):
+    # the fault matrix (bench/faults.py): a recorder restarted by its supervisor lost the episode it came back in
+    import time
+
+    root = tmp_path / 'episodes'
+    params = {'output_root': str(root), 'flush_period_s': 0.1}
+    rec = start_node(NODE, params=params)
+    script = 'P' * 100 + 'H' * 60 + 'P' * 60
+    player = subprocess.Popen([sys.executable, PLAYER, json.dumps(
+        [{'task': 'restart', 'sources': script, 'end': 'success', 'period_s': 0.05}])])
+    try:
+        wait_for(lambda: 'episode 1 recording' in rec.log(), 20, what='recording started')
+        time.sleep(1.5)
+        rec.signal(signal.SIGKILL)
+        rec.wait(10)
+        again = start_node(NODE, params=params)
+        wait_for(lambda: 'it continues' in again.log(), 30, what=f'the episode resumed\n{again.log()}')
+    finally:
+        assert player.wait(60) == 0
+    wait_for(lambda: len(list_episodes([root])) == 2 and all(
+        (p / 'metadata.yaml').exists() for p in list_episodes([root])[1:]), 15, what='the continuation closed')
+    first, cont = (read_episode(p, decode_images=False) for p in list_episodes([root]))
+    assert first.truncated and not cont.truncated and cont.outcome == 'success'
+    assert cont.metadata['continuation_of'] == first.path.name and cont.task == 'restart'
+    assert [e.stamp_ns for e in cont.events if e.event.name == 'START'] == [
+        e.stamp_ns for e in first.events if e.event.name == 'START'], 'the START of the episode it continues'
+    assert cont.step_stamps_ns[0] > first.step_stamps_ns[-1]
+    tail = ''.join('P' if s == 1 else 'H' for s in cont.sources)
+    assert 60 <= len(tail) < len(script) - len(first.sources) and script.endswith(tail), tail
+    assert 'H' in tail and cont.labels.tolist() == relabel(cont.sources, cont.k).tolist()
+    out = subprocess.run([sys.executable, '-m', 'hapo_recorder.info', str(root)], capture_output=True, text=True,
+                         check=True).stdout
+    assert f'outcome=success continues {first.path.name}' in out, out
+
+
 def test_unwritable_output_dir_aborts_episode_node_stays_up(start_node, tmp_path):
     blocker = tmp_path / 'blocker'
     blocker.write_text('a file where the output directory should be')

@@ -110,6 +110,24 @@ def test_truncated_and_unreadable_bags_are_skipped_with_their_name(tmp_path, bas
     assert any(str(cut) in line and 'truncated' in line for line in logs)
 
 
+def test_a_bag_cut_by_a_crash_and_its_continuation_are_one_episode(tmp_path, base):
+    # a recorder restarted mid-episode continues it in a bag of its own (hapo_recorder.recorder)
+    write_bags(tmp_path / 'bags', n=1)
+    cut = write_episode(tmp_path / 'bags', 9, sources=SOURCES[:11], seed=3, close=False)
+    cont = write_episode(tmp_path / 'bags', 9, sources=SOURCES[11:], seed=4, continues=cut, steps_from=11)
+    assert read_episode(cont).metadata['continuation_of'] == cut.name
+    logs: list[str] = []
+    ds = build_dataset([tmp_path / 'bags'], spec(base, K=3), cache_dir=tmp_path / 'c', log=logs.append,
+                       progress=False)
+    assert ds.summary['episodes_used'] == 2 and ds.summary['skipped_bags'] == [], ds.summary
+    assert not any('truncated' in line for line in logs), logs
+    joined = np.flatnonzero(ds.episode == ds.episodes.index(str(cont)))
+    assert len(joined) == len(SOURCES) - 1  # every step of both bags but the hold
+    expected = relabel(np.array(SOURCES), 3)  # the K steps before the takeover at step 12: 9, 10 cut, 11 continued
+    assert [int(ds.labels[r]) for r in joined] == [int(expected[ds.step[r]]) for r in joined]
+    assert sorted(ds.step[joined].tolist()) == [i for i, s in enumerate(SOURCES) if s != 0]
+
+
 def test_missing_classes_are_a_clear_error_except_for_bc(tmp_path, base):
     root = tmp_path / 'bags'
     write_episode(root, 1, sources=[1] * 10, seed=1)

@@ -7,6 +7,9 @@ queue before the episode's START; the pre-roll keeps them, and only those stampe
 
 from __future__ import annotations
 
+import threading
+import time
+
 from test_bag_roundtrip import JS, MS, STR, T0, joint_state, string
 
 from hapo_interfaces.enums import ControlSource, EpisodeEvent
@@ -96,3 +99,49 @@ def test_a_policy_command_sent_again_for_its_observation_is_one_step(tmp_path):
     ep = read_episode(bag, decode_images=False)
     assert [ControlSource(s).wire for s in ep.sources] == [policy, hold, policy, human, human]
     assert rec.stats['/hapo/cmd'].resent == 1
+
+
+def test_a_restarted_recorder_resumes_the_running_episode_from_the_latched_start(tmp_path):
+    """hapo/episode/latest brings the running episode's START to a recorder that (re)joins: with the bag of that
+    START cut under output_root it continues it in a linked bag; the same START heard on both topics opens one
+    bag, and a latched START of an episode already ended opens none."""
+    specs = [*SPECS, TopicSpec('/hapo/episode/latest', STR, 'episode_latest')]
+    params = RecorderParams(output_root=str(tmp_path), close_grace_s=0.0, flush_period_s=0.0)
+    policy = ControlSource.POLICY.wire
+    crashed = Recorder(specs, params, lambda *_: None)
+    crashed.start()
+    crashed.offer('/hapo/episode', sim_event(EpisodeEvent.START, T0, seed=4))
+    crashed.offer('/hapo/episode/latest', sim_event(EpisodeEvent.START, T0, seed=4))  # the relay: handled once
+    crashed.offer('/hapo/cmd', joint_state(T0 + MS, [0.1] * 7, policy))
+    crashed.offer('/hapo/cmd', joint_state(T0 + 2 * MS, [0.2] * 7, policy))
+    time.sleep(0.3)  # written and flushed; then the process dies: no close, no metadata.yaml
+    crashed._thread = threading.Thread()  # a kill -9: stop() finds no writer thread to drain
+    (cut,) = list_episodes([tmp_path])
+
+    logs = []
+    back = Recorder(specs, params, lambda level, text: logs.append(text))
+    back.start()
+    back.offer('/hapo/episode/latest', sim_event(EpisodeEvent.START, T0, seed=4))
+    back.offer('/hapo/cmd', joint_state(T0 + 5 * MS, [0.3] * 7, policy))
+    back.offer('/hapo/episode', sim_event(EpisodeEvent.START, T0, seed=4))  # a late copy: no second bag
+    back.offer('/hapo/cmd', joint_state(T0 + 6 * MS, [0.4] * 7, policy))
+    back.offer('/hapo/episode', sim_event(EpisodeEvent.SUCCESS, T0 + 7 * MS, steps=6))
+    back.offer('/hapo/episode/latest', sim_event(EpisodeEvent.START, T0, seed=4))  # after its end: nothing
+    back.stop()
+    assert back.errors == 0 and any(f'it continues {cut.name}' in line for line in logs), logs
+    first, cont = (read_episode(p, decode_images=False) for p in list_episodes([tmp_path]))
+    # the newest driving step waits for the next one (module docstring of recorder.py): the kill loses it
+    assert first.path == cut and first.truncated and first.step_stamps_ns.tolist() == [T0 + MS]
+    assert cont.outcome == 'success' and cont.metadata['continuation_of'] == cut.name
+    assert cont.step_stamps_ns.tolist() == [T0 + 5 * MS, T0 + 6 * MS]
+    assert [e.event for e in cont.events] == [EpisodeEvent.START, EpisodeEvent.SUCCESS]
+
+    fresh = tmp_path / 'fresh'  # a first start: the latched START of a running episode with no cut bag
+    rec = Recorder(specs, RecorderParams(output_root=str(fresh), close_grace_s=0.0), lambda *_: None)
+    rec.start()
+    rec.offer('/hapo/episode/latest', sim_event(EpisodeEvent.START, T0, seed=4))
+    rec.offer('/hapo/cmd', joint_state(T0 + 5 * MS, [0.3] * 7, policy))
+    rec.offer('/hapo/episode', sim_event(EpisodeEvent.SUCCESS, T0 + 7 * MS))
+    rec.stop()
+    (only,) = [read_episode(p, decode_images=False) for p in list_episodes([fresh])]
+    assert 'continuation_of' not in only.metadata and only.outcome == 'success'

@@ -58,17 +58,20 @@ def step_action(source: int, i: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_episode(root: Path, index: int, sources=SOURCES, seed: int = 0, size: int = 16, k: int = 10,
-                  demo: bool = False, close: bool = True) -> Path:
-    """One episode bag under ``root``; images encode the step so observations differ."""
+                  demo: bool = False, close: bool = True, continues: Path | None = None, steps_from: int = 0) -> Path:
+    """One episode bag under ``root``; images encode the step so observations differ. ``continues``: the bag of
+    episode ``index`` a crash cut, continued from its step ``steps_from`` (as a restarted recorder writes it)."""
     rng = np.random.default_rng(seed)
     info = {'task': 'lift', 'instruction': 'lift the cube', 'k': k, 'demo': demo, 'policy_id': 'base',
-            'topics': {'cmd': '/hapo/cmd', 'cameras': {CAMERA: f'/camera/{CAMERA}/image_raw'}}}
+            'topics': {'cmd': '/hapo/cmd', 'cameras': {CAMERA: f'/camera/{CAMERA}/image_raw'}},
+            **({'continuation_of': continues.name} if continues else {})}
     w = EpisodeWriter(root, info, index=index)
     start = T0 + index * 10**12
-    last_human = max((j for j, x in enumerate(sources) if x == ControlSource.HUMAN), default=-1)  # no proposal
+    last_human = max((j for j, x in enumerate(sources, start=steps_from) if x == ControlSource.HUMAN),
+                     default=-1)  # no proposal
     path = w.open(start)
     w.write('/hapo/episode', STR, start, _string(encode_event(EpisodeMessage(EpisodeEvent.START, start, 'test'))))
-    for i, src in enumerate(sources):
+    for i, src in enumerate(sources, start=steps_from):
         stamp = start + (i + 1) * 50 * MS
         img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         img[:, :, 0] = 255 if src == ControlSource.HUMAN else 0  # the observation says who should act
@@ -81,7 +84,7 @@ def write_episode(root: Path, index: int, sources=SOURCES, seed: int = 0, size: 
         w.write('/hapo/cmd', JS, stamp + 2, _joint_state(stamp, action, ControlSource(src).wire))
         w.add_step(stamp, src)
     if close:
-        w.close('success')
+        w.close('success', {'continuation_of': continues.name} if continues else None)
     else:
         w.flush()
         w.abort()

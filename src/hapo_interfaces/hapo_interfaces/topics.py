@@ -25,5 +25,6 @@ JOY = 'joy'  # sensor_msgs/Joy
 CMD = 'hapo/cmd'  # sensor_msgs/JointState: the executed-step record (see records.py)
 OPERATOR = 'hapo/operator'  # std_msgs/String, JSON: a simulated operator's takeovers and hand-backs, with reasons
 EPISODE = 'hapo/episode'  # std_msgs/String, JSON episode events (see records.py)
+EPISODE_LATEST = 'hapo/episode/latest'  # std_msgs/String, transient local: the newest START or end event (relayed)
 DIAGNOSTICS = '/diagnostics'  # diagnostic_msgs/DiagnosticArray (absolute, as in ROS)
 RESET_SERVICE = 'sim/reset'  # std_srvs/Trigger

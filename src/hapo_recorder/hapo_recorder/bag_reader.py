@@ -15,6 +15,7 @@ from the recorded sources (the label tag is written at close)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import struct
@@ -31,6 +32,7 @@ from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
 
 from hapo_interfaces import topics as tp
+from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.images import ImageError, to_array
 from hapo_interfaces.records import ACTION_LIMIT, EpisodeMessage, RecordError, decode_event, read_action, read_step
 from hapo_interfaces.stamps import to_ns
@@ -163,6 +165,25 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
     return out
 
 
+def truncated_bag_of(root: str | Path, start_ns: int) -> Path | None:
+    """The bag under ``root`` a crash cut (no metadata.yaml) whose episode started at ``start_ns``, else None: what a
+    recorder restarted mid-episode continues (its episode_info tag, the first message, names the start)."""
+    store = typestore()
+    for path in sorted(Path(root).glob('*_ep*'), reverse=True):
+        files = sorted(path.glob('*.mcap'))
+        if not path.is_dir() or (path / 'metadata.yaml').exists() or not files:
+            continue
+        try:
+            for topic, msgtype, _log_ns, raw in _iter_mcap(files[0], truncated=True):
+                if topic == TAG_INFO and json.loads(store.deserialize_cdr(raw, msgtype).data).get('start_ns') == \
+                        start_ns:
+                    return path
+                break  # the tag is the first message
+        except (OSError, KeyError, ValueError, AttributeError):
+            continue
+    return None
+
+
 def _header_stamp(msg: Any) -> int:
     return to_ns(msg.header.stamp)
 
@@ -287,3 +308,27 @@ def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
         proposal_stamps_ns=proposal_stamps, proposals=proposals, entropy_stamps_ns=entropy_stamps,
         entropies=entropies, images=images, image_stamps=image_stamps, joint_states=joint_states, events=events,
         topic_counts={t: len(v) for t, v in by_topic.items()}, skipped=skipped)
+
+
+def join_continuation(first: Episode, cont: Episode) -> Episode:
+    """One episode from a bag a crash cut (``first``) and the continuation a restarted recorder wrote of it
+    (``cont``, whose metadata names ``first`` in ``continuation_of``): arrays in order, the steps executed while no
+    recorder ran are missing, labels recomputed over the whole episode, outcome and metadata the continuation's."""
+    sources = np.concatenate([first.sources, cont.sources])  # (N1 + N2,)
+    cams = set(first.images) | set(cont.images)
+    return dataclasses.replace(
+        cont, step_stamps_ns=np.concatenate([first.step_stamps_ns, cont.step_stamps_ns]),
+        actions=np.concatenate([first.actions, cont.actions]), sources=sources,
+        labels=relabel(sources, cont.k, cont.demo), labels_tagged=False,
+        proposal_stamps_ns=np.concatenate([first.proposal_stamps_ns, cont.proposal_stamps_ns]),
+        proposals=np.concatenate([first.proposals, cont.proposals]),
+        entropy_stamps_ns=np.concatenate([first.entropy_stamps_ns, cont.entropy_stamps_ns]),
+        entropies=np.concatenate([first.entropies, cont.entropies]),
+        images={c: {**first.images.get(c, {}), **cont.images.get(c, {})} for c in cams},
+        image_stamps={c: np.concatenate([first.image_stamps.get(c, np.zeros(0, np.int64)),
+                                         cont.image_stamps.get(c, np.zeros(0, np.int64))]) for c in cams},
+        joint_states={**first.joint_states, **cont.joint_states},
+        events=[*first.events, *(e for e in cont.events if e.event is not EpisodeEvent.START)],
+        topic_counts={t: first.topic_counts.get(t, 0) + cont.topic_counts.get(t, 0)
+                      for t in set(first.topic_counts) | set(cont.topic_counts)},
+        skipped={t: first.skipped.get(t, 0) + cont.skipped.get(t, 0) for t in set(first.skipped) | set(cont.skipped)})

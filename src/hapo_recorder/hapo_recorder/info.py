@@ -37,13 +37,15 @@ def summary(ep: Episode) -> dict:
             'truncated': ep.truncated, 'demo': ep.demo, 'k': ep.k, 'steps': steps, 'driven_steps': driven,
             'hold_steps': steps - driven, 'interventions': ep.interventions,
             'intervention_ratio': round(human / driven, 3) if driven else 0.0, 'labels': label_counts(ep.labels),
-            'dropped': dropped, 'skipped': sum(ep.skipped.values())}
+            'dropped': dropped, 'skipped': sum(ep.skipped.values()),
+            'continuation_of': str(ep.metadata.get('continuation_of') or '')}
 
 
 def format_line(s: dict) -> str:
     lab = s['labels']
     return (f'{s["path"]}: task={s["task"]!r} instruction={s["instruction"]!r} outcome={s["outcome"]}'
             f'{" (truncated: read up to the last complete chunk)" if s["truncated"] else ""}'
+            f'{" continues " + s["continuation_of"] if s.get("continuation_of") else ""}'
             f'{" demo" if s["demo"] else ""} steps={s["steps"]} (driven={s["driven_steps"]} holds={s["hold_steps"]}) '
             f'interventions={s["interventions"]} '
             f'intervention_ratio={s["intervention_ratio"]:.3f} labels c1={lab["policy"]} c2={lab["correction"]} '

@@ -20,6 +20,11 @@ sim that got no answer asks twice; mux.py) and is kept once. The newest driving 
 until the next step or the end of the episode decides it: an end event that gives the episode's step count (a
 lockstep sim's) drops a step beyond it, the answer to the final observation, which nothing executes and which can
 arrive before the end event (a kill -9 loses that one held step more).
+
+A recorder restarted mid-episode resumes it: ``hapo/episode/latest`` (latched, role ``episode_latest``) brings the
+running episode's START, and when the bag of that START is under ``output_root`` cut by the crash, a continuation
+bag opens with ``continuation_of`` (that bag's directory name) in its episode info and metadata. A START heard on
+both topics is handled once; a latched one for an episode already ended, or older than one handled, is ignored.
 """
 
 from __future__ import annotations
@@ -33,15 +38,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from hapo_interfaces.enums import ControlSource, EpisodeEvent
 from hapo_interfaces.records import ExecutedStep, RecordError, decode_event, read_step
+from hapo_recorder.bag_reader import truncated_bag_of
 from hapo_recorder.bag_writer import EpisodeWriter, RecorderError, typestore
 from hapo_recorder.episode import Close, EpisodeGate, Open
 from hapo_recorder.params import RecorderParams
 
-CRITICAL_ROLES = ('episode', 'cmd')
+CRITICAL_ROLES = ('episode', 'episode_latest', 'cmd')
 DRIVING = (ControlSource.POLICY, ControlSource.HUMAN)
 PREROLL = 64  # stamped messages kept while no episode admits them (about 0.3 s of the deploy graph)
 WARN_PERIOD_S = 5.0  # at most one warning per topic and kind in this time (a stream of bad messages: one line)
@@ -133,6 +140,7 @@ class Recorder:
         self._last_policy_ns: int | None = None  # stamp of the last policy step kept: a second one is a re-send
         self.policy_id = params.policy_id  # replaced by what the policy node announces on hapo/policy/id
         self._opened_at: dict[str, tuple[int, int]] = {}
+        self._newest_start_ns = self._newest_end_ns = -1  # of the START and end events handled (module docstring)
         self._last_log_ns = 0
         self._throttle = Throttle()
         self._stop = object()
@@ -203,7 +211,7 @@ class Recorder:
         log_ns = self._last_log_ns = max(recv_ns, self._last_log_ns + 1)  # bag order == arrival order
         if spec.role == 'instruction':
             self._latest_instruction = (raw, log_ns)  # transient local: arrives once, before the episode
-        if spec.role == 'episode':
+        if spec.role in ('episode', 'episode_latest'):
             try:
                 event = decode_event(self.store.deserialize_cdr(raw, spec.msgtype).data)
             except (RecordError, ValueError, KeyError, struct.error) as exc:
@@ -211,6 +219,17 @@ class Recorder:
                     st.malformed += 1
                 self._warn(topic, f'malformed episode event on {topic} dropped: {exc}')
                 return
+            start = event.event is EpisodeEvent.START
+            if spec.role == 'episode_latest':
+                if not start or event.stamp_ns <= max(self._newest_start_ns, self._newest_end_ns):
+                    return  # an end (no episode runs: the next START comes on hapo/episode), or one we know of
+                spec = self.specs[self.by_role['episode']]  # recorded where the START belongs
+            elif start and event.stamp_ns <= self._newest_start_ns:
+                return  # heard on hapo/episode/latest first
+            if start:
+                self._newest_start_ns = event.stamp_ns
+            elif event.event.terminal:
+                self._newest_end_ns = max(self._newest_end_ns, event.stamp_ns)
             terminal = event.event.terminal
             if terminal:
                 self._write(spec, log_ns, raw)  # the end event goes into the episode it ends
@@ -327,6 +346,9 @@ class Recorder:
                 'software_version': software_version(), 'start_ns': action.start.stamp_ns,
                 'control_rate_hz': extra.get('control_rate_hz', ''),  # a sim's (export-lerobot's fps); '' unknown
                 'topics': {**topics, 'cameras': cameras}}
+        first = truncated_bag_of(p.output_root, action.start.stamp_ns) if Path(p.output_root).is_dir() else None
+        if first is not None:
+            info['continuation_of'] = first.name
         writer = EpisodeWriter(p.output_root, info, self.episode_index, chunk_size_bytes=p.chunk_size_bytes,
                                flush_period_ns=int(p.flush_period_s * 1e9))
         try:
@@ -343,7 +365,8 @@ class Recorder:
             self._write(self.specs[self.by_role['instruction']], self._latest_instruction[1],
                         self._latest_instruction[0])
         self.log('info', f'episode {self.episode_index} recording to {path} (task {info["task"]!r}, '
-                         f'demo={info["demo"]}, k={p.k})')
+                         f'demo={info["demo"]}, k={p.k})' + (f'; it continues {first.name}, cut when the recorder '
+                                                             'stopped' if first is not None else ''))
 
     def _close(self, action: Close) -> None:
         if self._held is not None and action.steps is not None and self.writer.driving_steps >= action.steps:
@@ -361,6 +384,8 @@ class Recorder:
                       for t, s in self.stats.items()}
         custom = {'topic_counts': counts, 'dropped_total': sum(c['dropped'] for c in counts.values()),
                   'reason': action.reason}
+        if writer.info.get('continuation_of'):
+            custom['continuation_of'] = writer.info['continuation_of']
         if not writer.info.get('policy_id') and self.policy_id:  # announced after the episode started
             custom['policy_id'] = self.policy_id
         try:

@@ -48,6 +48,7 @@ class RecorderNode(Node):
         self.params = declare(self, RecorderParams)
         self.store = typestore()
         wanted = [(tp.EPISODE, STR, 'episode', RELIABLE), (tp.CMD, JS, 'cmd', RELIABLE),  # episode first (episode.py)
+                  (tp.EPISODE_LATEST, STR, 'episode_latest', LATCHED),  # a restart resumes the running episode
                   (tp.INSTRUCTION, STR, 'instruction', LATCHED), (tp.POLICY_ACTION, JS, 'policy_action', RELIABLE),
                   (tp.POLICY_ENTROPY, JS, 'entropy', SENSOR), (tp.JOINT_STATES, JS, 'joint_states', SENSOR)]
         wanted += [(tp.camera_topic(c), IMG, f'camera:{c}', SENSOR) for c in self.params.cameras]

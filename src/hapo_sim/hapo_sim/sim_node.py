@@ -6,7 +6,8 @@
 
 Published: ``camera/<name>/image_raw`` (rgb8, sensor data QoS), ``robot/joint_states`` and
 ``robot/object_state`` (JointState, reliable depth 10, same stamp as the images), ``hapo/instruction``
-(transient local), ``hapo/episode`` (reliable depth 50; START/SUCCESS/FAILURE/ABORT, origin 'sim').
+(transient local), ``hapo/episode`` (reliable depth 50; START/SUCCESS/FAILURE/ABORT, origin 'sim'), and
+``hapo/episode/latest`` (transient local: the newest START or end event heard, for a recorder restarted mid-episode).
 ``scenario:=FILE`` simulates that scenario's scene variation; its task, cameras, image size and horizon are
 parameters of their own, which ``hapo deploy scenario:=FILE`` sets from the file.
 Subscribed: ``hapo/cmd`` (records.read_step), ``hapo/episode`` (terminal events of other origins end
@@ -31,6 +32,7 @@ from hapo_interfaces import topics
 from hapo_interfaces.images import fill_image
 from hapo_interfaces.records import EpisodeMessage, RecordError, decode_event, encode_event, read_step
 from hapo_interfaces.stamps import fill
+from hapo_ros.episode_latest import relay_latest_episode
 from hapo_ros.main import run_node
 from hapo_ros.parameters import declare
 from hapo_ros.qos import LATCHED
@@ -59,6 +61,7 @@ class SimNode(Node):
         # Instruction: latched so late joiners get it; episode events: reliable and deep, none may be lost.
         self.pub_instr = self.create_publisher(String, topics.INSTRUCTION, LATCHED)
         self.pub_event = self.create_publisher(String, topics.EPISODE, 50)
+        relay_latest_episode(self)  # a recorder restarted mid-episode resumes it
         # Commands: reliable, depth 10 so the one answering the current observation is not overwritten.
         self.create_subscription(JointState, topics.CMD, self._on_cmd, 10)
         self.create_subscription(String, topics.EPISODE, self._on_episode, 50)

@@ -10,7 +10,9 @@ Subscribed: ``hapo/cmd`` (the mux's executed commands), ``joint_states_in`` (the
 twist while it is fresh, zero once it is older than ``cmd_timeout_s``, for a hold or stop, for the policy
 between episodes (the operator can still move the arm then), and on shutdown),
 the gripper command on change (``gripper_mode``), ``robot/joint_states`` (the robot's, republished: the
-observation clock of the graph), and a START on ``hapo/episode`` each time the operator presses next. Units and
+observation clock of the graph), a START on ``hapo/episode`` each time the operator presses next, and
+``hapo/episode/latest`` (transient local: the newest START or end event heard, for a recorder restarted mid-episode).
+Units and
 limits: ``hapo_teleop.servo``. ``shadow:=true`` sends nothing to the arm. MoveIt Servo must be started and set to
 accept twists (its ``~/switch_command_type`` service needs moveit_msgs: call it from your MoveIt install).
 """
@@ -31,6 +33,7 @@ from hapo_interfaces import topics
 from hapo_interfaces.enums import ControlSource
 from hapo_interfaces.records import RecordError, decode_event, encode_event, read_step
 from hapo_interfaces.stamps import fill, to_ns
+from hapo_ros.episode_latest import relay_latest_episode
 from hapo_ros.main import NodeStartError, run_node
 from hapo_ros.parameters import declare
 from hapo_teleop.servo import Episodes, ServoParams, Watchdog, to_servo
@@ -53,6 +56,7 @@ class ServoExecutor(Node):
         self.gripper_pub = self._gripper_publisher()
         self.joints_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos_profile_sensor_data)
         self.episode_pub = self.create_publisher(String, topics.EPISODE, QoSProfile(depth=50))
+        relay_latest_episode(self)  # a recorder restarted mid-episode resumes it
         self.create_subscription(JointState, topics.CMD, self.on_cmd, RELIABLE_100)
         self.create_subscription(JointState, self.p.joint_states_in, self.on_joints, qos_profile_sensor_data)
         self.create_subscription(String, topics.EPISODE, self.on_episode, QoSProfile(depth=50))

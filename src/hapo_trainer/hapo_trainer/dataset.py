@@ -41,7 +41,7 @@ from hapo_interfaces.enums import TRAINING_LABELS, ControlSource, Label
 from hapo_interfaces.stamps import match_stamp
 from hapo_policy.checkpoint import atomic_dir
 from hapo_policy.observation import Observation
-from hapo_recorder.bag_reader import BagError, read_episode, require_episodes
+from hapo_recorder.bag_reader import BagError, join_continuation, read_episode, read_metadata, require_episodes
 from hapo_recorder.relabel import relabel
 from hapo_trainer.algos import METHODS, get_algo
 from hapo_trainer.config import DataConfig
@@ -265,6 +265,22 @@ def _one_size_per_camera(images: dict[str, list[np.ndarray]], drops: dict[str, i
     return keep
 
 
+def _continued(paths: list[Path]) -> set[Path]:
+    """The bags among ``paths`` that another one of them continues (``continuation_of``: a recorder restarted
+    mid-episode); the dataset reads each with its continuation as one episode."""
+    named = set(paths)
+    out = set()
+    for path in paths:
+        try:
+            meta = read_metadata(path) or {}
+        except BagError:
+            continue  # reported when it is read
+        first = path.parent / str(meta.get('continuation_of') or '')
+        if meta.get('continuation_of') and first in named:
+            out.add(first)
+    return out
+
+
 def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progress: bool) -> PreferenceDataset:
     from tqdm import tqdm
 
@@ -278,13 +294,19 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
     episodes: list[str] = []
     relabelled_steps = human_steps = 0
     malformed: dict[str, int] = {}  # messages per topic the bag reader skipped (never in a sample)
+    continued = _continued(paths)
     for path in tqdm(paths, desc='dataset', unit='bag', disable=not progress):
         try:
             ep = read_episode(path, decode_images=True)
+            if ep.metadata.get('continuation_of') and path.parent / ep.metadata['continuation_of'] in continued:
+                first = read_episode(path.parent / ep.metadata['continuation_of'], decode_images=True)
+                ep = join_continuation(first, ep) if first.truncated else ep
         except BagError as exc:
             log(f'dataset: skipping unreadable bag {path}: {exc}')
             skipped.append({'path': str(path), 'reason': str(exc)})
             continue
+        if ep.truncated and path in continued:
+            continue  # read with the continuation a restarted recorder wrote (its own bag, in this build)
         if ep.truncated:
             log(f'dataset: skipping truncated bag {path} (no metadata.yaml: the recorder was killed)')
             skipped.append({'path': str(path), 'reason': 'truncated'})
