@@ -16,10 +16,11 @@ back and compared with the steps seen on the wire. Per node:
   recorder_node: commands go on, the largest gap between two is reported);
 * ``stale_after_safe``: commands of the killed source after the robot was safe (goal 0);
 * ``steps_lost``: driving steps the sim executed in that episode (the count in its end event; where the sim died,
-  the commands answered by a later observation) that the episode's bag lacks (goal 0). For the recorder the bag is
+  the commands answered by a later observation) that the episode's bags lack (goal 0). For the recorder the bag is
   truncated: ``steps_lost_before_kill`` against ``steps_lost_bound`` (its ``flush_period_s`` in steps; what waits
-  in its queue on a busy machine comes on top), the rest were executed while it was down or after its restart (a
-  restarted recorder records from the next START it hears: ``starts_until_recording``);
+  in its queue on a busy machine comes on top), the rest were executed while it was down: the restarted recorder
+  continues the running episode in a bag linked to the cut one (``resumed_s``: restart -> that bag; else
+  ``starts_until_recording``: the episodes it took to record again);
 * ``recovered_s``: restart -> the next policy command (the recorder: -> a bag open again).
 
 Baseline in the same run: the median command period while the policy drives. Prints one JSON object.
@@ -28,6 +29,7 @@ Baseline in the same run: the median command period while the policy drives. Pri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import statistics
@@ -50,7 +52,7 @@ from hapo_interfaces.enums import ControlSource as S
 from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.records import decode_event, read_step
 from hapo_interfaces.stamps import to_ns
-from hapo_recorder.bag_reader import list_episodes, read_episode
+from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
 from hapo_teleop.joystick import AXIS, BUTTON, INIT, pack
 
 NODES = ('policy_node', 'joy_node', 'mux_node', 'recorder_node', 'sim_node')
@@ -102,6 +104,19 @@ def back(probe: RosProbe, node: str) -> bool:
     if node in ('recorder_node', 'sim_node'):
         return node in {i.node_name for i in probe.node.get_subscriptions_info_by_topic(f'/{topics.EPISODE}')}
     return node in probe.node.get_node_names()
+
+
+def resumed(root: Path, t_restart: float, timeout_s: float = 10.0) -> float | None:
+    """Seconds from the restart until the restarted recorder opened a bag continuing the episode it came back in
+    (``continuation_of`` in the bag's episode info), None if it did not within ``timeout_s``."""
+    known = set(root.glob('*_ep*'))
+    while time.monotonic() - t_restart < timeout_s:
+        for bag in set(root.glob('*_ep*')) - known:
+            with contextlib.suppress(BagError):
+                if read_episode(bag, decode_images=False).metadata.get('continuation_of'):
+                    return round(time.monotonic() - t_restart, 3)
+        time.sleep(0.05)
+    return None
 
 
 def recording_again(reset, root: Path, tries: int = 10) -> int:
@@ -166,8 +181,11 @@ def run_case(node: str, runner: GraphRunner, probe: RosProbe, wire: Wire, reset,
     # back: the node is in the graph again (a recorder that missed the next START would lose that episode) and the
     # policy drives
     wait_for(lambda: back(probe, node), 90, what=f'{node}: back in the graph after a restart')
-    if node == 'recorder_node':  # records again only from a START that reaches it (the sim's writer matches it late)
-        row['starts_until_recording'] = recording_again(reset, root)
+    if node == 'recorder_node':  # it continues the running episode (hapo/episode/latest), else the next START
+        row['resumed_s'] = resumed(root, t_restart)
+        if row['resumed_s'] is not None:
+            time.sleep(1.0)  # the continuation records before the episode ends
+        row['starts_until_recording'] = 0 if row['resumed_s'] is not None else recording_again(reset, root)
     t_back = time.monotonic()
     wait_for(lambda: wire.count(t_restart, S.POLICY) >= 1, 90, what=f'{node}: the policy driving after a restart')
     first = next(a for a, s in wire.since(t_restart) if s.source is S.POLICY)
