@@ -62,7 +62,7 @@ RELIABLE = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
 CAMERA = 'agentview'
 PAD = JoyMapping()
 JUMP_NS = {'stamps_back': -5 * 10**9, 'stamps_ahead': 3600 * 10**9}
-WARN_PERIOD_S = 5.5  # cases start this far apart: mux_node throttles its warning to one line per 5 s
+WARN_PERIOD_S = 6.5  # cases start this far apart: mux_node throttles its warning to one line per 5 s
 STALE_MARGIN_S = 0.5  # on top of policy_timeout_s: the bench's own delay in receiving hapo/cmd on a loaded machine
 
 
