@@ -159,7 +159,9 @@ def main() -> int:
             g['slope_mb_per_h'] = round(g.pop('slope') * 3600 / args.sample_s, 1)
             memory[n] = g
     rates = [s['steps_per_s'] for s in judged]
-    result = {'bench': 'soak', 'minutes': args.minutes, 'scenario': args.scenario, 'policy': str(args.policy),
+    policy = args.policy.resolve()
+    policy = policy.relative_to(ROOT) if policy.is_relative_to(ROOT) else policy
+    result = {'bench': 'soak', 'minutes': args.minutes, 'scenario': args.scenario, 'policy': str(policy),
               'samples': len(samples), 'judged_samples': len(judged), 'memory': memory,
               'rate_steps_per_s': {'median': statistics.median(rates), 'min': min(rates),
                                    'cv': round(statistics.pstdev(rates) / statistics.mean(rates), 3)} if rates else {},
