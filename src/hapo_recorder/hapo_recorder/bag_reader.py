@@ -36,7 +36,7 @@ from hapo_interfaces.enums import EpisodeEvent
 from hapo_interfaces.images import ImageError, to_array
 from hapo_interfaces.records import ACTION_LIMIT, EpisodeMessage, RecordError, decode_event, read_action, read_step
 from hapo_interfaces.stamps import to_ns
-from hapo_recorder.bag_writer import TAG_INFO, TAG_LABELS, typestore
+from hapo_recorder.bag_writer import TAG_INFO, TAG_LABELS, episode_prefix, typestore
 from hapo_recorder.episode import intervention_spans
 from hapo_recorder.relabel import relabel
 
@@ -169,7 +169,7 @@ def truncated_bag_of(root: str | Path, start_ns: int) -> Path | None:
     """The bag under ``root`` a crash cut (no metadata.yaml) whose episode started at ``start_ns``, else None: what a
     recorder restarted mid-episode continues (its episode_info tag, the first message, names the start)."""
     store = typestore()
-    for path in sorted(Path(root).glob('*_ep*'), reverse=True):
+    for path in sorted(Path(root).glob(f'{episode_prefix(start_ns)}*'), reverse=True):  # named by its start
         files = sorted(path.glob('*.mcap'))
         if not path.is_dir() or (path / 'metadata.yaml').exists() or not files:
             continue

@@ -53,10 +53,15 @@ def typestore():
     return get_typestore(Stores.ROS2_KILTED)
 
 
+def episode_prefix(start_ns: int) -> str:
+    """``<YYYYmmdd-HHMMSS>_ep``: how the directory names of the episodes started at ``start_ns`` begin."""
+    return f'{time.strftime("%Y%m%d-%H%M%S", time.localtime(start_ns / 1e9))}_ep'
+
+
 def episode_dirname(start_ns: int, index: int, task: str) -> str:
     """``<YYYYmmdd-HHMMSS>_ep<NNNN>_<task>`` in local time; the task reduced to [A-Za-z0-9_-]."""
     slug = re.sub(r'[^A-Za-z0-9_-]+', '-', task).strip('-')[:48] or 'task'
-    return f'{time.strftime("%Y%m%d-%H%M%S", time.localtime(start_ns / 1e9))}_ep{index:04d}_{slug}'
+    return f'{episode_prefix(start_ns)}{index:04d}_{slug}'
 
 
 class EpisodeWriter:

@@ -266,18 +266,18 @@ def _one_size_per_camera(images: dict[str, list[np.ndarray]], drops: dict[str, i
 
 
 def _continued(paths: list[Path]) -> set[Path]:
-    """The bags among ``paths`` that another one of them continues (``continuation_of``: a recorder restarted
-    mid-episode); the dataset reads each with its continuation as one episode."""
-    named = set(paths)
+    """The bags among ``paths`` a crash cut (no metadata.yaml) that another one of them continues
+    (``continuation_of``: a recorder restarted mid-episode); the dataset reads each with its continuation as one
+    episode."""
+    cut = {p for p in paths if not (p / 'metadata.yaml').exists()}
     out = set()
-    for path in paths:
+    for path in set(paths) - cut:
         try:
-            meta = read_metadata(path) or {}
+            name = (read_metadata(path) or {}).get('continuation_of')
         except BagError:
             continue  # reported when it is read
-        first = path.parent / str(meta.get('continuation_of') or '')
-        if meta.get('continuation_of') and first in named:
-            out.add(first)
+        if name and path.parent / str(name) in cut:
+            out.add(path.parent / str(name))
     return out
 
 
@@ -296,17 +296,16 @@ def _build(paths: list[Path], spec: BuildSpec, log: Callable[[str], None], progr
     malformed: dict[str, int] = {}  # messages per topic the bag reader skipped (never in a sample)
     continued = _continued(paths)
     for path in tqdm(paths, desc='dataset', unit='bag', disable=not progress):
+        if path in continued:
+            continue  # read with the continuation a restarted recorder wrote (its own bag, in this build)
         try:
             ep = read_episode(path, decode_images=True)
             if ep.metadata.get('continuation_of') and path.parent / ep.metadata['continuation_of'] in continued:
-                first = read_episode(path.parent / ep.metadata['continuation_of'], decode_images=True)
-                ep = join_continuation(first, ep) if first.truncated else ep
+                ep = join_continuation(read_episode(path.parent / ep.metadata['continuation_of']), ep)
         except BagError as exc:
             log(f'dataset: skipping unreadable bag {path}: {exc}')
             skipped.append({'path': str(path), 'reason': str(exc)})
             continue
-        if ep.truncated and path in continued:
-            continue  # read with the continuation a restarted recorder wrote (its own bag, in this build)
         if ep.truncated:
             log(f'dataset: skipping truncated bag {path} (no metadata.yaml: the recorder was killed)')
             skipped.append({'path': str(path), 'reason': 'truncated'})
