@@ -43,6 +43,7 @@ def publish(seconds: float) -> int:
     from hapo_interfaces.enums import ControlSource, EpisodeEvent
     from hapo_interfaces.images import fill_image
     from hapo_interfaces.records import EpisodeMessage, ExecutedStep, encode_event, fill_action, fill_step
+    from hapo_ros.qos import EXECUTED
 
     rclpy.init()
     node = Node('bench_publisher')
@@ -50,7 +51,7 @@ def publish(seconds: float) -> int:
     cams = {c: node.create_publisher(Image, tp.camera_topic(c), qos_profile_sensor_data) for c in CAMS}
     joints = node.create_publisher(JointState, tp.JOINT_STATES, qos_profile_sensor_data)
     action = node.create_publisher(JointState, tp.POLICY_ACTION, rel)
-    cmd = node.create_publisher(JointState, tp.CMD, rel)
+    cmd = node.create_publisher(JointState, tp.CMD, EXECUTED)
     episode = node.create_publisher(String, tp.EPISODE, rel)
     pubs = [*cams.values(), joints, action, cmd, episode]
     deadline = time.monotonic() + 30

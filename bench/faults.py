@@ -21,6 +21,8 @@ back and compared with the steps seen on the wire. Per node:
   in its queue on a busy machine comes on top), the rest were executed while it was down: the restarted recorder
   continues the running episode in a bag linked to the cut one (``resumed_s``: restart -> that bag; else
   ``starts_until_recording``: the episodes it took to record again);
+* ``cmds_not_in_bag_after_restart_s``: driving commands of that episode seen on the wire after the restart that no
+  bag holds, by seconds after the restart (the answer to the final observation, which nothing executes, is one);
 * ``recovered_s``: restart -> the next policy command (the recorder: -> a bag open again).
 
 Baseline in the same run: the median command period while the policy drives. Prints one JSON object.
@@ -212,19 +214,21 @@ def steps_lost(rows: list[dict], wire: Wire, root: Path, flush_steps: int) -> No
         eps = bags.get(begin, [])
         in_bag = {int(t) for ep in eps for t, src in zip(ep.step_stamps_ns, ep.sources, strict=True)
                   if src in DRIVING}
+        until = end.stamp_ns if end is not None else float('inf')
         if end is not None and end.event.terminal and isinstance(end.extra.get('steps'), int):
             executed, row['executed_from'] = end.extra['steps'], 'the sim end event'
         else:
-            until = end.stamp_ns if end is not None else float('inf')
             last_obs = max((t for t in wire.obs if begin <= t < until), default=-1)
             executed = len({s.stamp_ns for _, s in wire.cmds if s.source in DRIVING and begin <= s.stamp_ns < last_obs})
             row['executed_from'] = 'the wire (the sim died)'
-        lost = [a for a, s in wire.cmds if s.source in DRIVING and s.stamp_ns >= begin and s.stamp_ns not in in_bag]
+        lost = [a for a, s in wire.cmds if s.source in DRIVING and begin <= s.stamp_ns < until
+                and s.stamp_ns not in in_bag]
         row['bag'] = 'truncated' if any(ep.truncated for ep in eps) else ('closed' if eps else 'missing')
         row['steps_executed'] = executed
         row['steps_in_bag'] = len(in_bag)
         row['steps_lost'] = max(0, executed - len(in_bag))
         row['steps_lost_before_kill'] = sum(t0 <= a < t_kill for a in lost)
+        row['cmds_not_in_bag_after_restart_s'] = [round(a - t_restart, 3) for a in lost if a >= t_restart]
         if row['node'] == 'recorder_node':
             row['steps_lost_bound'] = flush_steps
 

@@ -30,6 +30,7 @@ from hapo_interfaces.enums import ControlSource, EpisodeEvent
 from hapo_interfaces.images import fill_image
 from hapo_interfaces.records import EpisodeMessage, ExecutedStep, encode_event, fill_action, fill_step
 from hapo_ros.episode_latest import relay_latest_episode
+from hapo_ros.qos import EXECUTED
 
 SRC = {'P': ControlSource.POLICY, 'H': ControlSource.HUMAN, '.': ControlSource.NONE, 'S': ControlSource.STOPPED}
 
@@ -42,7 +43,7 @@ def main() -> int:
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     pubs = {'episode': node.create_publisher(String, tp.EPISODE, reliable),
-            'cmd': node.create_publisher(JointState, tp.CMD, reliable),
+            'cmd': node.create_publisher(JointState, tp.CMD, EXECUTED),
             'action': node.create_publisher(JointState, tp.POLICY_ACTION, reliable),
             'entropy': node.create_publisher(JointState, tp.POLICY_ENTROPY, reliable),
             'joints': node.create_publisher(JointState, tp.JOINT_STATES, qos_profile_sensor_data),

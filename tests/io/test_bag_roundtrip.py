@@ -18,7 +18,7 @@ from rosbags.rosbag2 import Reader
 
 from hapo_interfaces.enums import ControlSource, EpisodeEvent
 from hapo_interfaces.records import EpisodeMessage, encode_event
-from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
+from hapo_recorder.bag_reader import BagError, join_continuation, list_episodes, read_episode
 from hapo_recorder.bag_writer import TAG_LABELS, EpisodeWriter, RecorderError, typestore
 from hapo_recorder.relabel import relabel
 
@@ -192,3 +192,26 @@ def test_killed_writer_leaves_truncated_readable_bag(tmp_path):
     assert 25 <= len(ep.sources) <= 40 and ep.actions[:, 0].tolist() == list(range(len(ep.sources)))
     assert ep.labels.tolist() == relabel(ep.sources, 10).tolist()
     assert len(ep.image_stamps['agentview']) >= 25
+
+
+def test_a_continuation_repeating_steps_of_the_cut_bag_joins_them_once(tmp_path):
+    """hapo/cmd is transient local: a restarted recorder gets the mux's history, which repeats the last steps the cut
+    bag holds. The join keeps each executed step once; a step executed twice with the same stamp (a real-arm mux, one
+    human command per tick) repeats as often as it was executed."""
+    import dataclasses
+
+    path, _ = write_episode(tmp_path, sources=[1, 1, 2, 2, 2, 1, 1, 1])
+    ep = read_episode(path)
+    ep = dataclasses.replace(ep, step_stamps_ns=ep.step_stamps_ns.copy(), actions=ep.actions.copy())
+    ep.step_stamps_ns[3], ep.actions[3] = ep.step_stamps_ns[2], ep.actions[2]  # the same human command twice
+
+    def part(sl):
+        return dataclasses.replace(ep, step_stamps_ns=ep.step_stamps_ns[sl], actions=ep.actions[sl],
+                                   sources=ep.sources[sl], labels=ep.labels[sl])
+
+    for cut in range(1, 8):
+        for overlap in range(cut == 3, cut + 1):  # a cut right after a repeated command needs history: ambiguous
+            whole = join_continuation(part(slice(0, cut)), part(slice(cut - overlap, 8)))
+            assert whole.step_stamps_ns.tolist() == ep.step_stamps_ns.tolist(), (cut, overlap)
+            assert whole.sources.tolist() == ep.sources.tolist()
+            np.testing.assert_array_equal(whole.actions, ep.actions)

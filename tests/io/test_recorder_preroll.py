@@ -14,9 +14,10 @@ from test_bag_roundtrip import JS, MS, STR, T0, joint_state, string
 
 from hapo_interfaces.enums import ControlSource, EpisodeEvent
 from hapo_interfaces.records import EpisodeMessage, encode_event
+from hapo_interfaces.topics import CMD_HISTORY
 from hapo_recorder.bag_reader import list_episodes, read_episode
 from hapo_recorder.params import RecorderParams
-from hapo_recorder.recorder import Recorder, TopicSpec
+from hapo_recorder.recorder import PREROLL, Recorder, TopicSpec
 
 SPECS = [TopicSpec('/hapo/episode', STR, 'episode'), TopicSpec('/hapo/cmd', JS, 'cmd'),
          TopicSpec('/hapo/policy/action', JS, 'policy_action')]
@@ -145,3 +146,24 @@ def test_a_restarted_recorder_resumes_the_running_episode_from_the_latched_start
     rec.stop()
     (only,) = [read_episode(p, decode_images=False) for p in list_episodes([fresh])]
     assert 'continuation_of' not in only.metadata and only.outcome == 'success'
+
+
+def test_the_mux_history_reaching_a_late_recorder_before_its_start_is_recorded(tmp_path):
+    """hapo/cmd is transient local: a recorder matching the mux late gets up to CMD_HISTORY executed steps at once,
+    often before the (latched) START they belong to. More than the general pre-roll holds: all are kept, with the
+    proposals that came with them; steps of the previous episode stay out."""
+    rec = Recorder(SPECS, RecorderParams(output_root=str(tmp_path), close_grace_s=0.0), lambda *_: None)
+    rec.start()
+    rec.offer('/hapo/cmd', joint_state(T0 - 10 * MS, [0.9] * 7, ControlSource.POLICY.wire))  # previous episode
+    steps = [T0 + (i + 1) * MS for i in range(CMD_HISTORY)]
+    assert CMD_HISTORY > PREROLL
+    for i, t in enumerate(steps):
+        rec.offer('/hapo/cmd', joint_state(t, [0.001 * i] * 7, ControlSource.POLICY.wire))
+    rec.offer('/hapo/policy/action', joint_state(steps[-1], [0.5] * 7))
+    rec.offer('/hapo/episode', event(EpisodeEvent.START, T0))
+    rec.offer('/hapo/episode', event(EpisodeEvent.SUCCESS, steps[-1] + 1))
+    rec.stop()
+    (bag,) = list_episodes([tmp_path])
+    ep = read_episode(bag, decode_images=False)
+    assert ep.step_stamps_ns.tolist() == steps and ep.proposal_stamps_ns.tolist() == [steps[-1]]
+    assert rec.stats['/hapo/cmd'].outside == 1

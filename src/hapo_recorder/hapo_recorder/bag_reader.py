@@ -310,15 +310,29 @@ def read_episode(path: str | Path, decode_images: bool = True) -> Episode:
         topic_counts={t: len(v) for t, v in by_topic.items()}, skipped=skipped)
 
 
+def _overlap(first: Episode, cont: Episode) -> int:
+    """How many of ``cont``'s first steps repeat ``first``'s last ones: the longest prefix of the one equal to a
+    suffix of the other, step by step (stamp, source, action)."""
+    def keys(ep: Episode) -> list[tuple]:
+        return [(int(t), int(s), a.tobytes()) for t, s, a in zip(ep.step_stamps_ns, ep.sources, ep.actions,
+                                                                   strict=True)]
+    a, b = keys(first), keys(cont)
+    starts = [j for j, k in enumerate(a) if b and k == b[0]]  # where the repeated part may begin, longest first
+    return next((len(a) - j for j in starts if a[j:] == b[:len(a) - j]), 0)
+
+
 def join_continuation(first: Episode, cont: Episode) -> Episode:
     """One episode from a bag a crash cut (``first``) and the continuation a restarted recorder wrote of it
     (``cont``, whose metadata names ``first`` in ``continuation_of``): arrays in order, the steps executed while no
-    recorder ran are missing, labels recomputed over the whole episode, outcome and metadata the continuation's."""
-    sources = np.concatenate([first.sources, cont.sources])  # (N1 + N2,)
+    recorder ran are there as far as the mux's history reached (hapo/cmd is transient local), their images are not;
+    labels recomputed over the whole episode, outcome and metadata the continuation's. That history can repeat steps
+    the cut bag holds: the continuation's first steps that repeat the cut bag's last ones are dropped."""
+    keep = np.arange(len(cont.sources)) >= _overlap(first, cont)  # (N2,) bool
+    sources = np.concatenate([first.sources, cont.sources[keep]])  # (N1 + N2',)
     cams = set(first.images) | set(cont.images)
     return dataclasses.replace(
-        cont, step_stamps_ns=np.concatenate([first.step_stamps_ns, cont.step_stamps_ns]),
-        actions=np.concatenate([first.actions, cont.actions]), sources=sources,
+        cont, step_stamps_ns=np.concatenate([first.step_stamps_ns, cont.step_stamps_ns[keep]]),
+        actions=np.concatenate([first.actions, cont.actions[keep]]), sources=sources,
         labels=relabel(sources, cont.k, cont.demo), labels_tagged=False,
         proposal_stamps_ns=np.concatenate([first.proposal_stamps_ns, cont.proposal_stamps_ns]),
         proposals=np.concatenate([first.proposals, cont.proposals]),

@@ -8,12 +8,14 @@ Data flow (``recorder_node`` feeds ``offer`` from raw subscription callbacks)::
         hapo/episode  -> decode -> EpisodeGate -> open / close EpisodeWriter
         hapo/cmd      -> decode -> step (stamp, source) -> write + tag (a driving step one step later, see below)
         other topics  -> header stamp read from the CDR bytes -> EpisodeGate.admit -> write
-                         (not admitted: kept in a short pre-roll, written if a START with an earlier stamp follows)
+                         (not admitted: kept in a pre-roll, written if a START with an earlier stamp follows)
 
 ``offer`` never blocks: past ``queue_size`` waiting messages a new message is dropped and counted for its topic;
 episode events and executed steps are small and rare and always queued, since losing one would corrupt the
 labels. The pre-roll covers the executor's order: it takes ready subscriptions in creation order, not in
-arrival order, so the first step's messages can reach the queue before the START event they belong to.
+arrival order, so the first step's messages can reach the queue before the START event they belong to. Executed
+steps have a pre-roll of their own as deep as the mux's history (``CMD_HISTORY``): a recorder that matches the mux
+late (either restarted) gets that history at once, often before the START it belongs to.
 Per-topic counters (received, written, dropped, outside an episode) feed ``/diagnostics`` and each episode's
 custom_data. A policy command with the stamp of the policy step just kept is the mux sending it again (a lockstep
 sim that got no answer asks twice; mux.py) and is kept once. The newest driving (policy/human) step is held back
@@ -43,6 +45,7 @@ from typing import Any
 
 from hapo_interfaces.enums import ControlSource, EpisodeEvent
 from hapo_interfaces.records import ExecutedStep, RecordError, decode_event, read_step
+from hapo_interfaces.topics import CMD_HISTORY
 from hapo_recorder.bag_reader import truncated_bag_of
 from hapo_recorder.bag_writer import EpisodeWriter, RecorderError, typestore
 from hapo_recorder.episode import Close, EpisodeGate, Open
@@ -136,6 +139,7 @@ class Recorder:
         self.last_path = ''
         self._latest_instruction: tuple[bytes, int] | None = None
         self._preroll: deque[tuple[str, bytes, int, int]] = deque(maxlen=PREROLL)  # (topic, raw, recv_ns, stamp)
+        self._preroll_steps: deque[tuple[str, bytes, int, int]] = deque(maxlen=CMD_HISTORY)  # hapo/cmd's own
         self._held: tuple[TopicSpec, int, bytes, ExecutedStep] | None = None  # newest driving step, not yet written
         self._last_policy_ns: int | None = None  # stamp of the last policy step kept: a second one is a re-send
         self.policy_id = params.policy_id  # replaced by what the policy node announces on hapo/policy/id
@@ -253,7 +257,7 @@ class Recorder:
             admitted = self.gate.admit(stamp)
         if not admitted:
             if stamp is not None:
-                self._preroll.append((topic, raw, recv_ns, stamp))
+                (self._preroll_steps if spec.role == 'cmd' else self._preroll).append((topic, raw, recv_ns, stamp))
             with self._lock:
                 st.outside += 1
             return
@@ -294,8 +298,9 @@ class Recorder:
 
     def _replay_preroll(self, start_ns: int) -> None:
         """Record the pre-roll messages stamped at or after the episode's start, in arrival order."""
-        early = [m for m in self._preroll if m[3] >= start_ns]
+        early = sorted((m for m in (*self._preroll, *self._preroll_steps) if m[3] >= start_ns), key=lambda m: m[2])
         self._preroll.clear()
+        self._preroll_steps.clear()
         for topic, raw, recv_ns, _ in early:
             with self._lock:
                 self.stats[topic].outside -= 1

@@ -28,13 +28,14 @@ from hapo_recorder.recorder import Recorder, TopicSpec
 from hapo_ros.diagnostics import OK, WARN, diagnostic_array, diagnostic_status
 from hapo_ros.main import run_node
 from hapo_ros.parameters import declare
-from hapo_ros.qos import LATCHED
+from hapo_ros.qos import EXECUTED, LATCHED
 
 # Events, steps and policy actions: reliable, deep enough for a burst while the executor is busy.
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 # Sensors: best effort matches both best-effort (sensor data QoS) and reliable publishers.
 SENSOR = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Instruction: LATCHED (transient local), so the one sent before the recorder started still arrives.
+# Executed steps: EXECUTED (transient local, the mux's history), so steps sent before a match are not lost.
 JS, IMG, STR = 'sensor_msgs/msg/JointState', 'sensor_msgs/msg/Image', 'std_msgs/msg/String'
 
 
@@ -47,7 +48,7 @@ class RecorderNode(Node):
         super().__init__('recorder_node', **kwargs)  # = config/deploy.yaml key
         self.params = declare(self, RecorderParams)
         self.store = typestore()
-        wanted = [(tp.EPISODE, STR, 'episode', RELIABLE), (tp.CMD, JS, 'cmd', RELIABLE),  # episode first (episode.py)
+        wanted = [(tp.EPISODE, STR, 'episode', RELIABLE), (tp.CMD, JS, 'cmd', EXECUTED),  # episode first (episode.py)
                   (tp.EPISODE_LATEST, STR, 'episode_latest', LATCHED),  # a restart resumes the running episode
                   (tp.INSTRUCTION, STR, 'instruction', LATCHED), (tp.POLICY_ACTION, JS, 'policy_action', RELIABLE),
                   (tp.POLICY_ENTROPY, JS, 'entropy', SENSOR), (tp.JOINT_STATES, JS, 'joint_states', SENSOR)]

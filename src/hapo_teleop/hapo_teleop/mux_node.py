@@ -37,12 +37,11 @@ from hapo_interfaces.timing import LatencyWindow
 from hapo_ros.diagnostics import diagnostic_array, diagnostic_status
 from hapo_ros.main import run_node
 from hapo_ros.parameters import declare
+from hapo_ros.qos import EXECUTED
 from hapo_teleop.joy_mapping import joy_input
 from hapo_teleop.mux import Decision, Mode, MuxLogic, MuxParams, PolicyInput
 
 RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# Every executed step must reach the recorder: reliable with room for a burst.
-RELIABLE_100 = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class MuxNode(Node):
@@ -51,7 +50,7 @@ class MuxNode(Node):
         self.params = declare(self, MuxParams)
         self.logic = MuxLogic(self.params)
         self.latency = LatencyWindow()
-        self.cmd_pub = self.create_publisher(JointState, topics.CMD, RELIABLE_100)
+        self.cmd_pub = self.create_publisher(JointState, topics.CMD, EXECUTED)  # a late recorder gets history
         self.episode_pub = self.create_publisher(String, topics.EPISODE, QoSProfile(depth=50))
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE_10)
         self.create_subscription(JointState, topics.POLICY_ACTION, self.on_policy, RELIABLE_10)
