@@ -2,18 +2,21 @@
 # SPDX-FileCopyrightText: HAPO workspace authors
 """Fault matrix of the real deploy graph, group ``kill``: each node killed with SIGKILL mid-episode, then restarted.
 
-    .venv/bin/python bench/faults.py [--repeats 3] [--quick]
+    .venv/bin/python bench/faults.py [--repeats 3] [--quick] [--operator]
 
 One graph (lockstep sim, a fresh 64 px policy, mux, our joy_node reading a FIFO the bench writes as the kernel
-would, recorder), one episode per case (started with the sim's reset service). Per case: the node is killed while
-the policy drives (joy_node: while the human drives), what reaches ``hapo/cmd`` is timed, the node is restarted as
-a supervisor would, and the time until the policy drives again is measured. At the end every episode bag is read
-back and compared with the steps seen on the wire. Per node:
+would, recorder), one episode per case (started with the sim's reset service); then the graph of ``operator:=true``
+(the simulated operator holds the joystick, joy_node off; ``--operator``: only this one), its operator_node killed
+while it drives (the fresh policy stalls, so it takes over) and, restarted, taking over again in the next episode.
+Per case: the node is killed while the policy drives (joy_node, operator_node: while the human drives), what
+reaches ``hapo/cmd`` is timed, the node is restarted as a supervisor would, and the time until the policy drives
+again is measured. At the end every episode bag is read back and compared with the steps seen on the wire. Per node:
 
-* ``time_to_safe_s``: kill -> the first hold on hapo/cmd (policy_node, joy_node: the mux's timeout, goal that
-  timeout plus one mux tick), or -> the last command (mux_node: the stream stops; the robot side zeroes after its
-  own ``cmd_timeout_s``, 0.1 s for servo_executor, benched by bench_servo), or n/a (sim_node: the robot is gone;
-  recorder_node: commands go on, the largest gap between two is reported);
+* ``time_to_safe_s``: kill -> the first command on hapo/cmd not from the dead source (policy_node, joy_node: a hold;
+  operator_node: in lockstep the sim waits unanswered, then the policy's command, the hand-back; goal the mux's
+  timeout plus one mux tick), or -> the last command (mux_node: the stream stops; the robot side zeroes
+  after its own ``cmd_timeout_s``, 0.1 s for servo_executor, benched by bench_servo), or n/a (sim_node: the robot
+  is gone; recorder_node: commands go on, the largest gap between two is reported);
 * ``stale_after_safe``: commands of the killed source after the robot was safe (goal 0);
 * ``steps_lost``: driving steps the sim executed in that episode (the count in its end event; where the sim died,
   the commands answered by a later observation) that the episode's bags lack (goal 0). For the recorder the bag is
@@ -42,8 +45,8 @@ from pathlib import Path
 
 from _common import isolate, report
 from helpers import RosProbe, wait_for
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import JointState
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -58,6 +61,7 @@ from hapo_recorder.bag_reader import BagError, list_episodes, read_episode
 from hapo_teleop.joystick import AXIS, BUTTON, INIT, pack
 
 NODES = ('policy_node', 'joy_node', 'mux_node', 'recorder_node', 'sim_node')
+HUMAN_NODES = ('joy_node', 'operator_node')  # killed while the human drives
 DRIVING = (S.POLICY, S.HUMAN)
 RELIABLE = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -85,6 +89,7 @@ class Wire:
     def __init__(self, probe: RosProbe):
         self.cmds: list[tuple[float, object]] = []
         self.events: list[object] = []
+        self.joys: list[float] = []  # arrival times of joy messages
         self.obs: list[int] = []  # observation stamps (robot/joint_states): a command for T was executed iff one > T
         probe.node.create_subscription(JointState, topics.JOINT_STATES, lambda m: self.obs.append(to_ns(
             m.header.stamp)), RELIABLE)
@@ -92,6 +97,8 @@ class Wire:
             (time.monotonic(), read_step(m))), RELIABLE)
         probe.node.create_subscription(String, topics.EPISODE, lambda m: self.events.append(decode_event(m.data)),
                                        RELIABLE)
+        probe.node.create_subscription(Joy, topics.JOY, lambda m: self.joys.append(time.monotonic()),
+                                       qos_profile_sensor_data)
 
     def since(self, t: float) -> list[tuple[float, object]]:
         return [(a, s) for a, s in list(self.cmds) if a >= t]
@@ -149,20 +156,22 @@ def run_case(node: str, runner: GraphRunner, probe: RosProbe, wire: Wire, reset,
     source = S.POLICY
     if node == 'joy_node':
         pad.drive(True)
-        t_h = time.monotonic()
-        wait_for(lambda: wire.count(t_h, S.HUMAN) >= 10, 30, what='joy_node: the human driving')
+    if node in HUMAN_NODES:  # the operator takes over once the fresh policy stalls
+        wait_for(lambda: wire.count(t0, S.HUMAN) >= 10, 60, what=f'{node}: the human driving')
         source = S.HUMAN
     t_kill = time.monotonic()
     runner.kill(node)
     time.sleep(1.5)
     after = wire.since(t_kill)
     row: dict = {'node': node, 'episode_start_ns': start_ev.stamp_ns}
-    if node in ('policy_node', 'joy_node'):
-        holds = [a for a, s in after if s.source not in DRIVING]
-        safe = holds[0] if holds else None
+    if node in ('policy_node', *HUMAN_NODES):
+        # safe: the first command not from the dead source (a hold; in lockstep with the operator the sim waits
+        # unanswered, so the policy's command after the mux's joy timeout, the hand-back)
+        others = [a for a, s in after if s.source is not source]
+        safe = others[0] if others else None
         row['time_to_safe_s'] = round(safe - t_kill, 3) if safe else None
         row['stale_after_safe'] = sum(s.source is source for a, s in after if safe and a > safe)
-        if node == 'joy_node':  # the policy takes over again after the hold: the mux's hand-back
+        if node in HUMAN_NODES:  # the policy takes over again after the hold: the mux's hand-back
             row['handed_back'] = any(s.source is S.POLICY for _, s in after)
     elif node == 'mux_node':
         row['time_to_safe_s'] = round(after[-1][0] - t_kill, 3) if after else 0.0
@@ -183,6 +192,9 @@ def run_case(node: str, runner: GraphRunner, probe: RosProbe, wire: Wire, reset,
     # back: the node is in the graph again (a recorder that missed the next START would lose that episode) and the
     # policy drives
     wait_for(lambda: back(probe, node), 90, what=f'{node}: back in the graph after a restart')
+    if node == 'operator_node':  # back once it answers observations again (with the policy driving, or itself)
+        t_joy = time.monotonic()
+        wait_for(lambda: any(a > t_joy for a in list(wire.joys)), 30, what='operator_node: answering again')
     if node == 'recorder_node':  # it continues the running episode (hapo/episode/latest), else the next START
         row['resumed_s'] = resumed(root, t_restart)
         if row['resumed_s'] is not None:
@@ -192,6 +204,13 @@ def run_case(node: str, runner: GraphRunner, probe: RosProbe, wire: Wire, reset,
     wait_for(lambda: wire.count(t_restart, S.POLICY) >= 1, 90, what=f'{node}: the policy driving after a restart')
     first = next(a for a, s in wire.since(t_restart) if s.source is S.POLICY)
     row['recovered_s'] = round(max(first, t_back) - t_restart, 3)
+    if node == 'mux_node':  # the episode goes on after the restart, as one does: the recorder, matched with the new
+        time.sleep(1.0)  # mux by then, gets its first commands from the history (an episode that ends first: README)
+    if node == 'operator_node':  # and in the next episode it takes over the stalling policy again
+        t_next = time.monotonic()
+        reset()
+        wait_for(lambda: wire.count(t_next, S.HUMAN) >= 1, 60, what='operator_node: a takeover after its restart')
+        row['takes_over_again'] = True
     row['_t'] = (t0, t_kill, t_restart)
     return row
 
@@ -242,20 +261,16 @@ def _survived(row: dict) -> bool:
     return row['steps_lost'] == 0
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--repeats', type=int, default=3, help='kills per node (the median is reported)')
-    ap.add_argument('--quick', action='store_true', help='one kill per node (CI smoke)')
-    ap.add_argument('--nodes', default=','.join(NODES), help=f'the nodes to kill, in order (default {",".join(NODES)})')
-    args = ap.parse_args()
-    repeats = 1 if args.quick else args.repeats
+def run_graph(operator: bool, kill: list[str], repeats: int) -> tuple[list[dict], list[float], dict] | None:
+    """One graph (``operator:=true`` or the gamepad's), each node of ``kill`` killed ``repeats`` times: the cases
+    with their steps lost, the command periods and the graph's parameters; None (reported) if a case did not
+    recover."""
     domain = isolate()
     tmp = Path(tempfile.mkdtemp(prefix='hapo-faults-'))
     pad = Gamepad(tmp / 'js0')
     nodes, params = resolve(config_dir() / 'deploy.yaml', [
         'horizon:=100000', 'image_size:=64', 'checkpoint:=', f'output_root:={tmp / "episodes"}',
-        f'joy_node.device:={tmp / "js0"}', 'joy_node.reopen_period_s:=0.1'])
-    mux, rec = params['mux_node'], params['recorder_node']
+        f'joy_node.device:={tmp / "js0"}', 'joy_node.reopen_period_s:=0.1', *(['operator:=true'] if operator else [])])
     out = io.StringIO()
     runner = GraphRunner(nodes, params, out=out, env={'ROS_DOMAIN_ID': str(domain)})
     rows: list[dict] = []
@@ -274,19 +289,49 @@ def main() -> int:
             wait_for(lambda: any(s.source is S.POLICY for _, s in list(wire.cmds)), 120,
                      what=f'the policy to drive; output:\n{out.getvalue()}')
             for _ in range(repeats):
-                for node in args.nodes.split(','):
+                for node in kill:
                     rows.append(run_case(node, runner, probe, wire, reset, pad, rates, tmp / 'episodes'))
             time.sleep(0.5)
         except AssertionError as exc:
             tail = [f'{a - wire.cmds[0][0]:.2f}s {s.source.name} {s.stamp_ns}' for a, s in list(wire.cmds)[-8:]]
-            print(f'faults: {exc}; last commands: {tail}\n{out.getvalue()[-4000:]}', file=sys.stderr)
-            return 1
+            runner.stop()  # the nodes' exit lines say what each waited for
+            print(f'faults: {exc}; last commands: {tail}\n{out.getvalue()[-6000:]}', file=sys.stderr)
+            return None
         finally:
             runner.stop()
+    flush_steps = int(float(params['recorder_node'].get('flush_period_s', 0.5)) / statistics.median(rates)) + 1
+    steps_lost(rows, wire, tmp / 'episodes', flush_steps)
+    return rows, rates, params
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--repeats', type=int, default=3, help='kills per node (the median is reported)')
+    ap.add_argument('--quick', action='store_true', help='one kill per node (CI smoke)')
+    ap.add_argument('--operator', action='store_true',
+                    help='the graph of operator:=true only; kills operator_node by default')
+    ap.add_argument('--nodes', help=f'the nodes to kill, in order, in the gamepad graph only (default '
+                                    f'{",".join(NODES)}, then operator_node in the graph of operator:=true)')
+    args = ap.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    if args.operator:
+        graphs = [(True, (args.nodes or 'operator_node').split(','))]
+    else:
+        graphs = [(False, (args.nodes or ','.join(NODES)).split(','))]
+        graphs += [] if args.nodes else [(True, ['operator_node'])]
+    rows: list[dict] = []
+    rates: list[float] = []
+    for operator, kill in graphs:
+        done = run_graph(operator, kill, repeats)
+        if done is None:
+            return 1
+        rows += done[0]
+        rates += done[1]
+        mux = done[2]['mux_node']
     period = statistics.median(rates)
-    steps_lost(rows, wire, tmp / 'episodes', int(float(rec.get('flush_period_s', 0.5)) / period) + 1)
-    goals = {'policy_node': float(mux.get('policy_timeout_s', 0.5)), 'joy_node': float(mux.get('joy_timeout_s', 0.5)),
-             'mux_node': 0.0}
+    joy_timeout = float(mux.get('joy_timeout_s', 0.5))
+    goals = {'policy_node': float(mux.get('policy_timeout_s', 0.5)), 'joy_node': joy_timeout,
+             'operator_node': joy_timeout, 'mux_node': 0.0}
     tick = 1.0 / float(mux.get('control_rate_hz', 50.0))
     table = {}
     for node in dict.fromkeys(r['node'] for r in rows):

@@ -73,6 +73,21 @@ def test_an_observation_waits_for_its_start_and_for_the_previous_command():
     assert [(t.event, t.step, t.reason) for t in op.log] == [('takeover', 4, 'grasp_far')]
 
 
+def test_an_operator_that_missed_a_start_answers_the_next_episode():
+    """Restarted mid-episode (bench/faults.py --operator), the operator sees observations whose START it never
+    heard. It used to queue them for ever, and every later observation behind them: the lockstep sim waited for its
+    answer for good. operator_node now hears the running START on hapo/episode/latest too (counted once), and an
+    observation older than a START it knows of is dropped: its own START is not coming."""
+    op = SimOperator(OperatorParams(axis_map=AXES))
+    far = state([0, 0, 1.0], [0, 0, 0.8])
+    assert op.observe(100, far) == [] and op.observe(200, far) == []  # the episode of START 50, never heard
+    assert op.event(EpisodeMessage(E.START, 300, 'sim', {'seed': 4})) == []  # the next episode: 100, 200 dropped
+    assert op.observe(310, far)[-1].stamp_ns == 310
+    assert op.counts['missed_start'] == 2 and op.waiting() == 'nothing'
+    assert op.event(EpisodeMessage(E.START, 300, 'sim', {'seed': 4})) == []  # heard again on the latched topic
+    assert op.episodes.episode_of(310) == (300, 4)
+
+
 def test_asking_for_help_waits_for_the_entropy_of_each_watched_observation_and_takes_over_when_the_flag_rises():
     op = SimOperator(OperatorParams(axis_map=AXES, ask_for_help=True, uncertain_threshold=2.0, reaction_steps=1))
     near = state([0, 0, 0.9], [0, 0, 0.8])

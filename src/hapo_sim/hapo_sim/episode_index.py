@@ -23,11 +23,17 @@ class EpisodeIndex:
         self._ends: list[int] = []  # stamps of the terminal events, sorted
 
     def add(self, msg: EpisodeMessage) -> None:
-        """Take one episode event (others than START and the terminal ones are ignored)."""
+        """Take one episode event (others than START and the terminal ones are ignored; one heard twice, on
+        ``hapo/episode`` and ``hapo/episode/latest``, counts once)."""
         if msg.event is EpisodeEvent.START:
-            bisect.insort(self._starts, (int(msg.stamp_ns), int(msg.extra.get('seed', 0))))
+            _insert_once(self._starts, (int(msg.stamp_ns), int(msg.extra.get('seed', 0))))
         elif msg.event.terminal:
-            bisect.insort(self._ends, int(msg.stamp_ns))
+            _insert_once(self._ends, int(msg.stamp_ns))
+
+    def started_after(self, stamp_ns: int) -> bool:
+        """Whether a START later than ``stamp_ns`` is known: an observation whose own START is not known by then
+        never gets it (events come in order; it was missed)."""
+        return bool(self._starts) and self._starts[-1][0] > stamp_ns
 
     def episode_of(self, stamp_ns: int) -> tuple[int, int] | None:
         """(START stamp, seed) of the episode the observation ``stamp_ns`` belongs to; None while its START is
@@ -40,3 +46,9 @@ class EpisodeIndex:
         if bisect.bisect_left(self._ends, stamp_ns) > bisect.bisect_right(self._ends, start):
             return None
         return self._starts[i]
+
+
+def _insert_once(items: list, item) -> None:
+    i = bisect.bisect_left(items, item)
+    if i == len(items) or items[i] != item:
+        items.insert(i, item)

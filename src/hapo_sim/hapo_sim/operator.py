@@ -172,7 +172,7 @@ class SimOperator:
         self.takeovers = 0  # in this episode
         self.log: list[Takeover] = []  # every takeover and hand-back, in order
         self.newest_entropy_ns = -1  # of the entropies taken (a stalled graph's exit line names it)
-        self.counts = {'answered': 0, 'repeated': 0, 'stale': 0, 'human_steps': 0, 'entropies': 0,
+        self.counts = {'answered': 0, 'repeated': 0, 'stale': 0, 'missed_start': 0, 'human_steps': 0, 'entropies': 0,
                        **{f'takeover_{r}': 0 for r in REASONS}}
 
     def event(self, msg: EpisodeMessage) -> list[JoyInput]:
@@ -232,6 +232,10 @@ class SimOperator:
         while self._queue:
             stamp, state = self._queue[0]
             episode = self.episodes.episode_of(stamp)
+            if episode is None and self.episodes.started_after(stamp):
+                self._queue.pop(0)  # its START was missed (a restart) and the sim went on to a later episode
+                self.counts['missed_start'] += 1
+                continue
             if episode is None:
                 break  # its START has not come yet
             if episode != self._episode:

@@ -29,6 +29,7 @@ from hapo_interfaces.records import RecordError, decode_event, read_step
 from hapo_interfaces.stamps import fill, to_ns
 from hapo_ros.main import run_node
 from hapo_ros.parameters import declare
+from hapo_ros.qos import EXECUTED, LATCHED
 from hapo_sim.env import SimError
 from hapo_sim.expert_node import KEEPALIVES_BEFORE_EPISODES
 from hapo_sim.operator import OperatorParams, SimOperator
@@ -73,9 +74,12 @@ class OperatorNode(Node):
                 self._subscribed = True
                 # Events first (see expert_node); states and commands reliable, as the sim and the mux send them.
                 self.create_subscription(String, topics.EPISODE, self._on_episode, 50)
+                # restarted mid-episode: the running episode's START (else it never answers, the sim waits for ever)
+                self.create_subscription(String, topics.EPISODE_LATEST, self._on_episode, LATCHED)
                 self.create_subscription(JointState, topics.OBJECT_STATE, self._on_state, 10)
-                self.create_subscription(JointState, topics.CMD, self._on_cmd, QoSProfile(
-                    depth=100, reliability=ReliabilityPolicy.RELIABLE))
+                # the mux's history too: restarted, it answers an observation the policy then drives, and waits
+                # for that command, which can come before this subscription matched the mux (then it never would)
+                self.create_subscription(JointState, topics.CMD, self._on_cmd, EXECUTED)
                 if self.p.ask_for_help:
                     self.create_subscription(JointState, topics.POLICY_ENTROPY, self._on_entropy, QoSProfile(
                         depth=100, reliability=ReliabilityPolicy.RELIABLE))
