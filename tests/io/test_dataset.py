@@ -50,6 +50,24 @@ def test_steps_paired_with_their_observation_and_relabelled(tmp_path, base):
     assert instruction == 'lift the cube' and images[CAMERA].shape == (16, 16, 3) and proprio.shape == (9,)
 
 
+def test_simulated_episodes_are_ordered_by_seed_not_by_the_time_in_their_names(tmp_path, base):
+    # a round's two workers interleave their episodes differently each run, and the names begin with the time:
+    # ordered by name, the same episodes trained other weights (README, the demo)
+    contents = {31: 5, 12: 6, 27: 7}  # sim seed -> content seed
+    built = []
+    for run, order in enumerate([(31, 12, 27), (27, 31, 12)]):
+        for index, sim_seed in enumerate(order, start=1):
+            write_episode(tmp_path / f'run{run}', index, seed=contents[sim_seed], sim_seed=sim_seed)
+        write_episode(tmp_path / f'run{run}', 9, seed=8)  # no seed (a real robot's): after them
+        built.append(build_dataset([tmp_path / f'run{run}'], spec(base, K=3), cache_dir=tmp_path / 'c',
+                                   progress=False))
+    a, b = built
+    assert [read_episode(p).metadata.get('seed') or '-' for p in a.episodes] == ['12', '27', '31', '-']
+    for field in ('actions', 'labels', 'episode', 'step', 'proprio'):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(a.images[CAMERA], b.images[CAMERA])
+
+
 def test_cache_reused_and_invalidated(tmp_path, base):
     write_bags(tmp_path / 'bags', n=2)
     logs: list[str] = []

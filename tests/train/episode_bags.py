@@ -58,13 +58,16 @@ def step_action(source: int, i: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_episode(root: Path, index: int, sources=SOURCES, seed: int = 0, size: int = 16, k: int = 10,
-                  demo: bool = False, close: bool = True, continues: Path | None = None, steps_from: int = 0) -> Path:
+                  demo: bool = False, close: bool = True, continues: Path | None = None, steps_from: int = 0,
+                  sim_seed: int | None = None) -> Path:
     """One episode bag under ``root``; images encode the step so observations differ. ``continues``: the bag of
-    episode ``index`` a crash cut, continued from its step ``steps_from`` (as a restarted recorder writes it)."""
+    episode ``index`` a crash cut, continued from its step ``steps_from`` (as a restarted recorder writes it).
+    ``sim_seed``: the simulator seed in its metadata (a sim's episode)."""
     rng = np.random.default_rng(seed)
     info = {'task': 'lift', 'instruction': 'lift the cube', 'k': k, 'demo': demo, 'policy_id': 'base',
             'topics': {'cmd': '/hapo/cmd', 'cameras': {CAMERA: f'/camera/{CAMERA}/image_raw'}},
-            **({'continuation_of': continues.name} if continues else {})}
+            **({'continuation_of': continues.name} if continues else {}),
+            **({'seed': sim_seed} if sim_seed is not None else {})}
     w = EpisodeWriter(root, info, index=index)
     start = T0 + index * 10**12
     last_human = max((j for j, x in enumerate(sources, start=steps_from) if x == ControlSource.HUMAN),

@@ -216,12 +216,25 @@ def _episode_samples(ep: Any, spec: BuildSpec, drops: dict[str, int]) -> dict[st
     return {'keep': keep, 'labels': labels}
 
 
+def episode_order(paths: Sequence[Path]) -> list[Path]:
+    """The bags in the order their samples take: simulated episodes by seed, the rest (a real robot's, bags without
+    metadata) after them by name (their start time). Not by name alone: a round's workers interleave their episodes
+    differently each run, and the same bags in another order train other weights."""
+    def key(path: Path) -> tuple[int, int, str]:
+        try:
+            seed = str((read_metadata(path) or {}).get('seed', ''))
+        except BagError:
+            seed = ''  # reported when the bag is read
+        return (0, int(seed), path.name) if seed.lstrip('-').isdigit() else (1, 0, path.name)
+    return sorted(paths, key=key)
+
+
 def build_dataset(bags: Sequence[str | Path], spec: BuildSpec, *, method: str | None = 'hapo',
                   cache_dir: Path | None = None, rebuild: bool = False, log: Callable[[str], None] = print,
                   progress: bool = True) -> PreferenceDataset:
     """Build (or load from cache) the dataset of ``bags``; DatasetError when unusable for ``method`` (None: any)."""
     try:
-        paths = require_episodes(bags)
+        paths = episode_order(require_episodes(bags))
     except BagError as exc:
         raise DatasetError(str(exc)) from None
     cache_dir = cache_dir or default_cache_dir(spec.data)
