@@ -19,7 +19,8 @@ from hapo_recorder.bag_reader import list_episodes, read_episode
 
 GRAPH = ['horizon:=25', 'stall_steps:=6', 'reaction_steps:=1']
 ARGS = ['--scenario', 'lift', '--episodes', '2', '--method', 'kto', '--eval-seeds', '100000:100002', '--steps', '3',
-        '--K', '3', '--workers', '1', *GRAPH]  # K 3: some of the ~7 policy steps before the takeover stay desirable
+        '--K', '3', '--train-seed', '2', '--workers', '1', *GRAPH]
+# K 3: some of the ~7 policy steps before the takeover stay desirable
 
 
 @pytest.fixture(scope='module')
@@ -61,6 +62,7 @@ def test_a_round_records_the_takeovers_trains_and_evaluates_and_a_rerun_reuses(c
             assert reader.topics['/hapo/cmd'].msgcount == len(ep.sources)
     assert set(body['evaluations']) == {'lift'} and body['evaluations']['lift']['before']['episodes'] == 2
     assert (out / 'policy' / 'model.safetensors').exists() and body['new_policy_id'] != body['policy_id']
+    assert 'seed: 2' in (out / 'train' / 'config.yaml').read_text().split('run:')[1]  # --train-seed reached optimize
     assert (out / 'round.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     table = capsys.readouterr().out
     assert 'lift' in table and 'McNemar p' in table

@@ -4,7 +4,7 @@
 
     hapo round --policy CKPT --scenario lift_far --episodes 40 --method kto --out DIR
                [--seeds A:B] [--eval-seeds 100000:100040] [--eval-scenarios lift_far,lift] [--steps N]
-               [--workers 2] [--config optimize.yaml] [key:=value ...]
+               [--train-seed N] [--workers 2] [--config optimize.yaml] [key:=value ...]
 
 Stages, each skipped when DIR already holds its result (so a rerun, or a rerun after Ctrl-C, continues):
 
@@ -20,7 +20,8 @@ Stages, each skipped when DIR already holds its result (so a rerun, or a rerun a
 4. ``DIR/round.json`` (every number, the paired comparison per scenario) and ``DIR/round.png``.
 
 ``key:=value`` go to the graphs of stages 1 and 3 (``horizon:=100``; the operator's and the recorder's, e.g.
-``stall_steps:=30`` or ``k:=5``, to stage 1 only); ``--steps``, ``--lr``, ``--K`` and ``--config`` to optimize.
+``stall_steps:=30`` or ``k:=5``, to stage 1 only); ``--steps``, ``--lr``, ``--K``, ``--train-seed`` and ``--config`` to
+optimize. The training seed moves the result a lot (README, "The demo: measured"): compare methods over several.
 
     hapo loop --rounds R --policy CKPT --scenario lift_far --episodes 40 --method kto --out DIR [as round]
 
@@ -290,6 +291,8 @@ def parser(prog: str = 'hapo round') -> argparse.ArgumentParser:
                    '(default: OUT/eval)')
     p.add_argument('--steps', type=int, default=None, help='optimiser steps (optimize --steps)')
     p.add_argument('--lr', type=float, default=None, help='learning rate (optimize --lr)')
+    p.add_argument('--train-seed', type=int, default=None, metavar='N', help="training seed: the sampler's order (and "
+                   "image shifts for BC) (optimize --seed; default: the config's run.seed, 0)")
     p.add_argument('--K', type=int, default=None, help='relabel window: policy steps before a takeover counted '
                    'undesirable (optimize --K; default: the config, 10)')
     p.add_argument('--config', default=None, help='trainer YAML (optimize --config)')
@@ -314,6 +317,7 @@ def checked(args: argparse.Namespace, seeds: range, prog: str) -> tuple[list[str
                                                                                                'lift']))
     opt = [*(['--steps', str(args.steps)] if args.steps else []), *(['--lr', str(args.lr)] if args.lr else []),
            *(['--K', str(args.K)] if args.K is not None else []),
+           *(['--seed', str(args.train_seed)] if args.train_seed is not None else []),
            *(['--config', args.config] if args.config else [])]
     return scenarios, opt
 
