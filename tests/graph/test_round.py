@@ -18,9 +18,9 @@ from hapo_policy.init_checkpoint import main as init_checkpoint
 from hapo_recorder.bag_reader import list_episodes, read_episode
 
 GRAPH = ['horizon:=25', 'stall_steps:=6', 'reaction_steps:=1']
+# K 3: some of the ~7 policy steps before the takeover stay desirable
 ARGS = ['--scenario', 'lift', '--episodes', '2', '--method', 'kto', '--eval-seeds', '100000:100002', '--steps', '3',
         '--K', '3', '--train-seed', '2', '--workers', '1', *GRAPH]
-# K 3: some of the ~7 policy steps before the takeover stay desirable
 
 
 @pytest.fixture(scope='module')
